@@ -1,0 +1,1 @@
+"""Find robust training hyperparameters for a connectivity-recovering GNN."""

@@ -1,0 +1,190 @@
+"""Typed run configuration: the schemas behind `conf/` and the check that names a bad key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value; the message names the key and what is allowed."""
+
+
+@dataclass
+class NeuronType:
+    """PDE_N4 parameters of one neuron type (reference-model.md section 1)."""
+
+    a: float = 1.0
+    b: float = 0.0
+    g: float = 7.0
+    s: float = 0.0
+    w: float = 1.0
+    h: float = 0.0
+
+
+@dataclass
+class SimulationConfig:
+    """The simulated rate network; every field enters the dataset's cache key."""
+
+    n_neurons: int = 100
+    n_frames: int = 10000
+    dt: float = 0.01
+    burn_in: int = 100
+    init_scale: float = 5.0
+    neuron: NeuronType = field(default_factory=NeuronType)
+    dale: bool = False
+    dale_factor: float = 0.3
+    seed: int = 42
+
+
+@dataclass
+class ModelConfig:
+    """The connectivity GNN (reference-model.md section 2)."""
+
+    hidden_dim: int = 64
+    n_layers: int = 3
+    embedding_dim: int = 2
+    single_type: bool = True
+    w_init_std: float = 1.0
+    hidden_init_std: float = 0.1
+
+
+@dataclass
+class TrainingConfig:
+    """Optimisation settings (reference-model.md section 3); `seeds` are trained together."""
+
+    learning_rate_W_start: float = 1.0e-3
+    learning_rate_start: float = 5.0e-4
+    learning_rate_embedding_start: float = 2.5e-4
+    coeff_W_L1: float = 5.0e-6
+    coeff_edge_diff: float = 100.0
+    batch_size: int = 8
+    n_epochs: int = 2
+    data_augmentation_loop: int = 50
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data_seeds: list[int] | None = None
+    log_interval: int = 500
+    compile: bool = False
+
+
+@dataclass
+class PathsConfig:
+    """Where datasets are cached (absolute after `to_run_config`)."""
+
+    cache_dir: str = "outputs/cache"
+
+
+@dataclass
+class RunConfig:
+    """Everything one run needs."""
+
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    device: str = "auto"
+    progress: bool = True
+
+
+def steps_per_epoch(training: TrainingConfig, simulation: SimulationConfig) -> int:
+    """Training steps per epoch, as the reference computes them (reference-model.md section 3)."""
+    frames = simulation.n_frames * training.data_augmentation_loop
+    return int((frames // training.batch_size) * 0.2)
+
+
+def register_configs() -> None:
+    """Store the schemas so each group's YAML can extend `base_<group>`."""
+    cs = ConfigStore.instance()
+    cs.store(group="simulation", name="base_simulation", node=SimulationConfig)
+    cs.store(group="model", name="base_model", node=ModelConfig)
+    cs.store(group="training", name="base_training", node=TrainingConfig)
+    cs.store(name="base_run", node=RunConfig)
+
+
+def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
+    sim, model, tr = cfg.simulation, cfg.model, cfg.training
+    rules = [
+        ("simulation.n_neurons", sim.n_neurons, sim.n_neurons >= 2, "an integer >= 2"),
+        ("simulation.n_frames", sim.n_frames, sim.n_frames >= 1000, "an integer >= 1000"),
+        ("simulation.dt", sim.dt, sim.dt > 0, "a number > 0"),
+        ("simulation.burn_in", sim.burn_in, sim.burn_in >= 0, "an integer >= 0"),
+        ("simulation.init_scale", sim.init_scale, sim.init_scale >= 0, "a number >= 0"),
+        ("simulation.neuron.w", sim.neuron.w, sim.neuron.w != 0, "a non-zero number"),
+        ("simulation.dale_factor", sim.dale_factor, 0 <= sim.dale_factor <= 1, "in [0, 1]"),
+        ("model.hidden_dim", model.hidden_dim, model.hidden_dim >= 1, "an integer >= 1"),
+        ("model.n_layers", model.n_layers, model.n_layers >= 2, "an integer >= 2"),
+        ("model.embedding_dim", model.embedding_dim, model.embedding_dim >= 1, "an integer >= 1"),
+        ("model.w_init_std", model.w_init_std, model.w_init_std > 0, "a number > 0"),
+        ("model.hidden_init_std", model.hidden_init_std, model.hidden_init_std > 0, "> 0"),
+        ("training.coeff_W_L1", tr.coeff_W_L1, tr.coeff_W_L1 >= 0, "a number >= 0"),
+        ("training.coeff_edge_diff", tr.coeff_edge_diff, tr.coeff_edge_diff >= 0, ">= 0"),
+        ("training.batch_size", tr.batch_size, tr.batch_size >= 1, "an integer >= 1"),
+        ("training.n_epochs", tr.n_epochs, tr.n_epochs >= 1, "an integer >= 1"),
+        (
+            "training.data_augmentation_loop",
+            tr.data_augmentation_loop,
+            tr.data_augmentation_loop >= 1,
+            "an integer >= 1",
+        ),
+        ("training.seeds", tr.seeds, len(tr.seeds) >= 1, "a non-empty list of integers"),
+        ("training.seeds", tr.seeds, len(set(tr.seeds)) == len(tr.seeds), "distinct seeds"),
+        ("training.log_interval", tr.log_interval, tr.log_interval >= 1, "an integer >= 1"),
+        (
+            "device",
+            cfg.device,
+            cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+            "auto, cpu, cuda or cuda:<index>",
+        ),
+    ]
+    for key in ("learning_rate_W_start", "learning_rate_start", "learning_rate_embedding_start"):
+        value = getattr(tr, key)
+        rules.append((f"training.{key}", value, value > 0, "a number > 0"))
+    if tr.data_seeds is not None:
+        rules.append(
+            (
+                "training.data_seeds",
+                tr.data_seeds,
+                len(tr.data_seeds) == len(tr.seeds),
+                f"null or a list as long as training.seeds ({len(tr.seeds)})",
+            )
+        )
+    steps = steps_per_epoch(tr, sim)
+    rules.append(
+        (
+            "training.batch_size",
+            tr.batch_size,
+            steps >= 1,
+            "small enough for at least one step per epoch",
+        )
+    )
+    rules.append(
+        (
+            "simulation.n_frames",
+            sim.n_frames,
+            sim.n_frames > tr.batch_size + 4,
+            "larger than training.batch_size + 4",
+        )
+    )
+    return rules
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Raise ConfigError naming the first invalid key; return the config unchanged."""
+    for key, value, ok, allowed in _rules(cfg):
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")
+    return cfg
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Convert a composed Hydra config to a validated RunConfig, or raise ConfigError."""
+    sections = {f.name: cfg[f.name] for f in fields(RunConfig) if f.name in cfg}
+    try:
+        run_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), sections))
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err)) from err
+    return validate(run_cfg)

@@ -1,0 +1,78 @@
+"""Simulated datasets cached on disk under a hash of their simulation config."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from gnn_convergence.config import SimulationConfig
+from gnn_convergence.simulation import Dataset, simulate
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_ARRAYS = ("w", "activity", "derivative")
+
+
+def cache_key(cfg: SimulationConfig) -> str:
+    """Stable hash of every simulation field (seed included) and the file format."""
+    text = json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_path(cfg: SimulationConfig, cache_dir: str | Path) -> Path:
+    """Where the dataset of `cfg` lives in `cache_dir`."""
+    return Path(cache_dir) / f"sim_{cache_key(cfg)}.npz"
+
+
+def load_or_simulate(cfg: SimulationConfig, cache_dir: str | Path) -> Dataset:
+    """Load the cached dataset of `cfg`, or simulate and cache it; a damaged file is rebuilt."""
+    path = cache_path(cfg, cache_dir)
+    if path.exists():
+        try:
+            data = _load(path)
+            log.info("loaded dataset %s", path)
+            return data
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            log.warning("damaged dataset cache %s (%s): simulating again", path, err)
+    data = simulate(cfg)
+    _save(data, path)
+    log.info("simulated dataset %s", path)
+    return data
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in _ARRAYS:
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
+
+
+def _save(data: Dataset, path: Path) -> None:
+    arrays = {name: getattr(data, name) for name in _ARRAYS}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, checksum=np.array(_checksum(arrays)), **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _load(path: Path) -> Dataset:
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in _ARRAYS}
+        stored = str(f["checksum"])
+    if _checksum(arrays) != stored:
+        raise ValueError("checksum mismatch")
+    return Dataset(**arrays)

@@ -1,0 +1,79 @@
+"""The chaotic rate network PDE_N4: connectivity, Euler integration, data statistics.
+
+Implements reference-model.md section 1. Every random draw takes a numpy Generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gnn_convergence.config import NeuronType, SimulationConfig
+
+
+@dataclass
+class Dataset:
+    """One simulated network: true W (N, N), activity u and exact derivatives y (T, N)."""
+
+    w: np.ndarray
+    activity: np.ndarray
+    derivative: np.ndarray
+
+    @property
+    def stats(self) -> dict[str, float]:
+        """Spectral radius of W and effective ranks of the activity."""
+        return {
+            "spectral_radius": spectral_radius(self.w),
+            "effective_rank_90": effective_rank(self.activity, 0.90),
+            "effective_rank_99": effective_rank(self.activity, 0.99),
+        }
+
+
+def connectivity(n: int, dale: bool, dale_factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Chaotic W: i.i.d. Normal(0, 1/N), zero diagonal; with Dale's law the first
+    int(N * dale_factor) columns (presynaptic neurons) positive, the others negative."""
+    w = rng.normal(0.0, 1.0 / np.sqrt(n), size=(n, n))  # (N, N), W[post, pre]
+    if dale:
+        n_exc = int(n * dale_factor)
+        w = np.abs(w)
+        w[:, n_exc:] *= -1.0
+    np.fill_diagonal(w, 0.0)
+    return w
+
+
+def derivative(u: np.ndarray, w: np.ndarray, neuron: NeuronType) -> np.ndarray:
+    """du/dt = -a u + b + s tanh(u) + g sum_j W[i, j] tanh((u_j - h) / w_j), for u (..., N)."""
+    p = neuron
+    drive = np.tanh((u - p.h) / p.w) @ w.T  # (..., N)
+    return -p.a * u + p.b + p.s * np.tanh(u) + p.g * drive
+
+
+def simulate(cfg: SimulationConfig) -> Dataset:
+    """Draw W and the initial state from `cfg.seed`, burn in, then store n_frames + 1 frames."""
+    rng = np.random.default_rng(cfg.seed)
+    w = connectivity(cfg.n_neurons, cfg.dale, cfg.dale_factor, rng)
+    u = cfg.init_scale * rng.normal(size=cfg.n_neurons)  # (N,)
+    for _ in range(cfg.burn_in):
+        u = u + cfg.dt * derivative(u, w, cfg.neuron)
+    activity = np.empty((cfg.n_frames + 1, cfg.n_neurons))  # (T, N)
+    deriv = np.empty_like(activity)
+    for k in range(cfg.n_frames + 1):
+        y = derivative(u, w, cfg.neuron)
+        activity[k], deriv[k] = u, y
+        u = u + cfg.dt * y
+    return Dataset(w=w, activity=activity, derivative=deriv)
+
+
+def spectral_radius(w: np.ndarray) -> float:
+    """Largest eigenvalue modulus of W."""
+    return float(np.max(np.abs(np.linalg.eigvals(w))))
+
+
+def effective_rank(activity: np.ndarray, level: float) -> int:
+    """Number of singular values of the centred (T, N) activity that reach `level` of the
+    cumulative variance."""
+    centred = activity - activity.mean(axis=0)
+    s = np.linalg.svd(centred, compute_uv=False)
+    share = np.cumsum(s**2) / np.sum(s**2)
+    return int(np.searchsorted(share, level) + 1)

@@ -1,0 +1,95 @@
+"""Every group option composes; invalid values fail before any work, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from gnn_convergence.config import ConfigError, steps_per_epoch, to_run_config
+from tests.conftest import compose_config
+
+
+@pytest.mark.parametrize("simulation", ["chaotic", "chaotic_dale", "tiny"])
+@pytest.mark.parametrize("training", ["default", "tiny"])
+def test_every_group_option_composes(simulation, training):
+    cfg = to_run_config(compose_config([f"simulation={simulation}", f"training={training}"]))
+    assert cfg.simulation.n_neurons >= 2
+    assert steps_per_epoch(cfg.training, cfg.simulation) >= 1
+
+
+def test_default_is_the_seed_start_point():
+    cfg = to_run_config(compose_config())
+    tr, sim = cfg.training, cfg.simulation
+    assert (tr.learning_rate_W_start, tr.learning_rate_start) == (1e-3, 5e-4)
+    assert (tr.learning_rate_embedding_start, tr.coeff_W_L1, tr.batch_size) == (2.5e-4, 5e-6, 8)
+    assert tr.coeff_edge_diff == 100.0 and len(tr.seeds) == 3
+    assert tr.n_epochs * steps_per_epoch(tr, sim) == 25_000
+    assert (sim.n_neurons, sim.n_frames, sim.dt, sim.neuron.g, sim.dale) == (
+        100,
+        10000,
+        0.01,
+        7.0,
+        False,
+    )
+    dale = to_run_config(compose_config(["simulation=chaotic_dale"])).simulation
+    assert (dale.neuron.g, dale.dale, dale.dale_factor) == (10.0, True, 0.3)
+
+
+def test_batch_size_scales_the_step_count_like_the_reference():
+    cfg = to_run_config(compose_config(["training.batch_size=16"]))
+    assert cfg.training.n_epochs * steps_per_epoch(cfg.training, cfg.simulation) == 12_500
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "allowed"),
+    [
+        ("training.learning_rate_W_start=0", "training.learning_rate_W_start", "> 0"),
+        ("training.learning_rate_start=-1e-3", "training.learning_rate_start", "> 0"),
+        ("training.batch_size=0", "training.batch_size", ">= 1"),
+        ("training.seeds=[]", "training.seeds", "non-empty"),
+        ("training.seeds=[1,1]", "training.seeds", "distinct"),
+        ("training.data_seeds=[1]", "training.data_seeds", "as long as training.seeds"),
+        ("simulation.n_neurons=1", "simulation.n_neurons", ">= 2"),
+        ("simulation.dale_factor=1.5", "simulation.dale_factor", "[0, 1]"),
+        ("simulation.dt=0", "simulation.dt", "> 0"),
+        ("device=tpu", "device", "auto, cpu, cuda"),
+        ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
+    ],
+)
+def test_invalid_value_names_key_and_allowed_range(override, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        to_run_config(compose_config([override]))
+    assert key in str(err.value) and allowed in str(err.value)
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError, match="training.learning_rate_W_start"):
+        to_run_config(compose_config(["training.learning_rate_W_start=fast"]))
+
+
+def test_unknown_group_option_lists_the_available_ones():
+    with pytest.raises(MissingConfigException, match="chaotic_dale"):
+        compose_config(["simulation=nope"])
+
+
+def test_cli_fails_before_any_work(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "training.batch_size=0",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "training.batch_size=0 is invalid" in proc.stderr
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "run" / "analysis.log").exists()

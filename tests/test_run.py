@@ -1,0 +1,105 @@
+"""End to end: the tiny pair really recovers W; the run folder holds what it promises."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gnn_convergence import artifacts
+from gnn_convergence.config import ModelConfig
+from gnn_convergence.model import ConnectivityGNN
+from gnn_convergence.run import run
+from gnn_convergence.trainer import loss_terms
+
+
+@pytest.mark.slow
+def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
+    out = tmp_path / "run"
+    result = run(tiny_config, out)
+    r2 = [s["connectivity_R2"] for s in result.seeds]
+    assert len(r2) == len(tiny_config.training.seeds) == 3
+    assert min(r2) > 0.9, r2
+    assert all(s["class"] == "converged" and s["diverged_at_step"] is None for s in result.seeds)
+    assert result.objective == min(r2)
+
+    logged = artifacts.read_analysis_log(out / artifacts.ANALYSIS_LOG)
+    for key in ("spectral_radius", "effective_rank_90", "effective_rank_99", "training_time_min"):
+        assert key in logged
+    for record in result.seeds:
+        for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2"):
+            assert logged[f"seed_{record['seed']}.{key}"] == pytest.approx(record[key], rel=1e-5)
+    assert logged["connectivity_R2_min"] == pytest.approx(min(r2), rel=1e-5)
+
+    saved = json.loads((out / artifacts.METRICS_JSON).read_text())
+    assert saved["objective"] == pytest.approx(min(r2))
+    assert saved["class"] == "converged"
+    assert [s["seed"] for s in saved["seeds"]] == list(tiny_config.training.seeds)
+
+    weights = torch.load(out / artifacts.WEIGHTS)
+    n = tiny_config.simulation.n_neurons
+    assert weights["state_dict"]["w"].shape == (3, n, n)
+    model = ConnectivityGNN(tiny_config.model, n, weights["seeds"])
+    model.load_state_dict(weights["state_dict"])
+    html = (out / artifacts.FIGURE).read_text()
+    assert "plotly" in html and "learned W" in html
+
+
+def test_cli_writes_the_run_folder(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "simulation=tiny",
+            "training=tiny",
+            "training.n_epochs=1",
+            "training.data_augmentation_loop=1",
+            "progress=false",
+            f"hydra.run.dir={out}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in (
+        artifacts.ANALYSIS_LOG,
+        artifacts.METRICS_JSON,
+        artifacts.WEIGHTS,
+        artifacts.FIGURE,
+        "train.log",
+    ):
+        assert (out / name).exists(), name
+    saved = json.loads((out / artifacts.METRICS_JSON).read_text())
+    assert math.isfinite(saved["objective"]) and saved["class"] in ("partial", "failed")
+
+
+def test_compiled_loss_equals_eager():
+    torch.manual_seed(0)
+    model = ConnectivityGNN(ModelConfig(), n_neurons=20, seeds=[0, 1])
+    u, y = torch.randn(2, 4, 20) * 3, torch.randn(2, 4, 20)
+    kwargs = {
+        "u": u,
+        "y": y,
+        "delta": torch.tensor([0.06, 0.06]),
+        "coeff_w_l1": 5e-6,
+        "coeff_edge_diff": 100.0,
+    }
+    grads = []
+    for fn in (loss_terms, torch.compile(loss_terms, dynamic=False)):
+        model.zero_grad()
+        loss, data = fn(model, **kwargs)
+        loss.sum().backward()
+        grads.append((loss.detach(), data.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l0, d0, g0), (l1, d1, g1) = grads
+    torch.testing.assert_close(l1, l0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d1, d0, rtol=1e-5, atol=1e-5)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,93 @@
+"""The simulator follows reference-model.md section 1; the cache is reused and self-healing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gnn_convergence.config import NeuronType, SimulationConfig
+from gnn_convergence.dataset import cache_path, load_or_simulate
+from gnn_convergence.simulation import connectivity, derivative, effective_rank, simulate
+
+SMALL = SimulationConfig(n_neurons=20, n_frames=1000, seed=3)
+
+
+def test_connectivity_zero_diagonal_and_scale():
+    w = connectivity(200, dale=False, dale_factor=0.3, rng=np.random.default_rng(0))
+    assert np.all(np.diag(w) == 0)
+    off = w[~np.eye(200, dtype=bool)]
+    assert abs(off.std() - 1 / np.sqrt(200)) < 0.005
+    assert (off > 0).mean() == pytest.approx(0.5, abs=0.02)
+
+
+def test_dale_signs_by_presynaptic_column():
+    n, factor = 50, 0.3
+    w = connectivity(n, dale=True, dale_factor=factor, rng=np.random.default_rng(1))
+    n_exc = int(n * factor)
+    off = ~np.eye(n, dtype=bool)
+    assert np.all(np.diag(w) == 0)
+    assert np.all(w[:, :n_exc][off[:, :n_exc]] > 0)
+    assert np.all(w[:, n_exc:][off[:, n_exc:]] < 0)
+
+
+def test_one_euler_step_is_the_formula():
+    p = NeuronType(a=1.0, b=0.0, g=7.0, s=0.0, w=1.0, h=0.0)
+    data = simulate(SMALL)
+    u, w = data.activity[5], data.w
+    expected = -u + 7.0 * (w @ np.tanh(u))
+    np.testing.assert_allclose(data.derivative[5], expected, rtol=1e-12)
+    np.testing.assert_allclose(derivative(u, w, p), expected, rtol=1e-12)
+    np.testing.assert_allclose(data.activity[6], u + SMALL.dt * data.derivative[5], rtol=1e-12)
+
+
+def test_frames_shape_and_general_neuron_parameters():
+    p = NeuronType(a=0.5, b=0.1, g=3.0, s=0.2, w=2.0, h=0.3)
+    u = np.linspace(-1, 1, 4)
+    w = np.arange(16.0).reshape(4, 4) / 20
+    expected = -0.5 * u + 0.1 + 0.2 * np.tanh(u) + 3.0 * w @ np.tanh((u - 0.3) / 2.0)
+    np.testing.assert_allclose(derivative(u, w, p), expected)
+    data = simulate(SMALL)
+    assert data.activity.shape == data.derivative.shape == (1001, 20)
+
+
+def test_same_seed_same_data_other_seed_other_data():
+    a, b = simulate(SMALL), simulate(SMALL)
+    np.testing.assert_array_equal(a.activity, b.activity)
+    np.testing.assert_array_equal(a.w, b.w)
+    c = simulate(SimulationConfig(n_neurons=20, n_frames=1000, seed=4))
+    assert not np.allclose(a.w, c.w)
+
+
+def test_statistics():
+    stats = simulate(SMALL).stats
+    assert stats["spectral_radius"] > 0
+    assert 1 <= stats["effective_rank_90"] <= stats["effective_rank_99"] <= 20
+    rank_one = np.outer(np.sin(np.arange(100)), np.ones(7))
+    assert effective_rank(rank_one, 0.99) == 1
+
+
+def test_cache_is_reused(cache_dir):
+    first = load_or_simulate(SMALL, cache_dir)
+    path = cache_path(SMALL, cache_dir)
+    stamp = path.stat().st_mtime_ns
+    second = load_or_simulate(SMALL, cache_dir)
+    assert path.stat().st_mtime_ns == stamp
+    np.testing.assert_array_equal(first.activity, second.activity)
+    other = SimulationConfig(n_neurons=20, n_frames=1000, seed=5)
+    assert cache_path(other, cache_dir) != path
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_cache_is_rebuilt(cache_dir, damage):
+    good = load_or_simulate(SMALL, cache_dir)
+    path = cache_path(SMALL, cache_dir)
+    raw = bytearray(path.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    else:
+        raw = raw[: len(raw) // 3]
+    path.write_bytes(bytes(raw))
+    rebuilt = load_or_simulate(SMALL, cache_dir)
+    np.testing.assert_array_equal(rebuilt.activity, good.activity)
+    assert path.read_bytes() != bytes(raw)
+    np.testing.assert_array_equal(load_or_simulate(SMALL, cache_dir).w, good.w)
