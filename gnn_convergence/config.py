@@ -152,31 +152,33 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
                 f"null or a list as long as training.seeds ({len(tr.seeds)})",
             )
         )
-    steps = steps_per_epoch(tr, sim)
-    rules.append(
+    return rules
+
+
+def _derived_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
+    sim, tr = cfg.simulation, cfg.training
+    return [
         (
             "training.batch_size",
             tr.batch_size,
-            steps >= 1,
+            steps_per_epoch(tr, sim) >= 1,
             "small enough for at least one step per epoch",
-        )
-    )
-    rules.append(
+        ),
         (
             "simulation.n_frames",
             sim.n_frames,
             sim.n_frames > tr.batch_size + 4,
             "larger than training.batch_size + 4",
-        )
-    )
-    return rules
+        ),
+    ]
 
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Raise ConfigError naming the first invalid key; return the config unchanged."""
-    for key, value, ok, allowed in _rules(cfg):
-        if not ok:
-            raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")
+    for rules in (_rules, _derived_rules):
+        for key, value, ok, allowed in rules(cfg):
+            if not ok:
+                raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")
     return cfg
 
 

@@ -20,6 +20,12 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
 
 
 @pytest.fixture
+def make_config():
+    """compose_config as a fixture."""
+    return compose_config
+
+
+@pytest.fixture
 def cache_dir(tmp_path):
     """A fresh dataset cache."""
     return tmp_path / "cache"

@@ -6,22 +6,22 @@ import subprocess
 import sys
 
 import pytest
-from hydra.errors import MissingConfigException
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 
 from gnn_convergence.config import ConfigError, steps_per_epoch, to_run_config
-from tests.conftest import compose_config
 
 
 @pytest.mark.parametrize("simulation", ["chaotic", "chaotic_dale", "tiny"])
 @pytest.mark.parametrize("training", ["default", "tiny"])
-def test_every_group_option_composes(simulation, training):
-    cfg = to_run_config(compose_config([f"simulation={simulation}", f"training={training}"]))
+def test_every_group_option_composes(simulation, training, make_config):
+    cfg = to_run_config(make_config([f"simulation={simulation}", f"training={training}"]))
     assert cfg.simulation.n_neurons >= 2
     assert steps_per_epoch(cfg.training, cfg.simulation) >= 1
 
 
-def test_default_is_the_seed_start_point():
-    cfg = to_run_config(compose_config())
+def test_default_is_the_seed_start_point(make_config):
+    cfg = to_run_config(make_config())
     tr, sim = cfg.training, cfg.simulation
     assert (tr.learning_rate_W_start, tr.learning_rate_start) == (1e-3, 5e-4)
     assert (tr.learning_rate_embedding_start, tr.coeff_W_L1, tr.batch_size) == (2.5e-4, 5e-6, 8)
@@ -34,12 +34,12 @@ def test_default_is_the_seed_start_point():
         7.0,
         False,
     )
-    dale = to_run_config(compose_config(["simulation=chaotic_dale"])).simulation
+    dale = to_run_config(make_config(["simulation=chaotic_dale"])).simulation
     assert (dale.neuron.g, dale.dale, dale.dale_factor) == (10.0, True, 0.3)
 
 
-def test_batch_size_scales_the_step_count_like_the_reference():
-    cfg = to_run_config(compose_config(["training.batch_size=16"]))
+def test_batch_size_scales_the_step_count_like_the_reference(make_config):
+    cfg = to_run_config(make_config(["training.batch_size=16"]))
     assert cfg.training.n_epochs * steps_per_epoch(cfg.training, cfg.simulation) == 12_500
 
 
@@ -59,20 +59,22 @@ def test_batch_size_scales_the_step_count_like_the_reference():
         ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
     ],
 )
-def test_invalid_value_names_key_and_allowed_range(override, key, allowed):
+def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_config):
     with pytest.raises(ConfigError) as err:
-        to_run_config(compose_config([override]))
+        to_run_config(make_config([override]))
     assert key in str(err.value) and allowed in str(err.value)
 
 
-def test_wrong_type_names_the_key():
-    with pytest.raises(ConfigError, match="training.learning_rate_W_start"):
-        to_run_config(compose_config(["training.learning_rate_W_start=fast"]))
+def test_wrong_type_names_the_key(make_config):
+    with pytest.raises(ConfigCompositionException, match="training.learning_rate_W_start"):
+        make_config(["training.learning_rate_W_start=fast"])
+    with pytest.raises(ConfigError, match="training.batch_size"):
+        to_run_config(OmegaConf.create({"training": {"batch_size": "many"}}))
 
 
-def test_unknown_group_option_lists_the_available_ones():
+def test_unknown_group_option_lists_the_available_ones(make_config):
     with pytest.raises(MissingConfigException, match="chaotic_dale"):
-        compose_config(["simulation=nope"])
+        make_config(["simulation=nope"])
 
 
 def test_cli_fails_before_any_work(tmp_path):
