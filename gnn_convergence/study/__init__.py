@@ -1,0 +1,1 @@
+"""Search space, protocol replay and Optuna sampler of the convergence study."""

@@ -1,0 +1,239 @@
+"""Optuna sampler that runs the convergence-study protocol on a grid."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from optuna.distributions import BaseDistribution
+from optuna.logging import get_logger
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.protocol import (
+    DECISION_ATTR,
+    DEFAULT_THRESHOLDS,
+    ENQUEUED,
+    MOVE,
+    PROBE,
+    RETRY,
+    VALIDATE,
+    Config,
+    Decision,
+    ProtocolState,
+    next_decision,
+    protocol_state,
+)
+from gnn_convergence.study.space import Param, fingerprint, index_of, snap_index, value_text
+
+ROLE_ATTR, PARENT_ATTR, CHANGE_ATTR = "role", "parent", "change"
+WAIT_S = 10.0
+POLL_S = 0.05
+_logger = get_logger(__name__)
+
+
+class ProtocolSampler(BaseSampler):
+    """Walk, retry, validate, probe and jump over a grid, as the study protocol prescribes.
+
+    The sampler is stateless: :meth:`before_trial` replays the stored trials numbered below the
+    new one (:func:`~gnn_convergence.study.protocol.protocol_state`), decides the trial's
+    config, and stores the decision as the system attribute ``protocol:decision`` plus the user
+    attributes ``role``, ``parent`` and ``change``; :meth:`sample_relative` reads it back.
+    Randomness comes from ``numpy.random.default_rng([seed, trial.number])`` only, so a resumed
+    study proposes what an uninterrupted one would. Higher objective values are better,
+    whatever the study direction (the classes of :mod:`gnn_convergence.outcome`).
+
+    Args:
+        params: The study parameters (see :func:`~gnn_convergence.study.space.parse_space`).
+        start: Start values by full name or label, snapped to the grid; the middle of each
+            grid where missing.
+        seed: Seed of every random choice.
+        thresholds: Class thresholds of a trial's objective value.
+        n_validate: Converged runs that make a config robust.
+        patience: Moves in a row without improving the incumbent before a jump
+            (default: twice the number of parameters).
+    """
+
+    def __init__(
+        self,
+        params: Sequence[Param],
+        start: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        thresholds: Thresholds = DEFAULT_THRESHOLDS,
+        n_validate: int = 3,
+        patience: int | None = None,
+    ) -> None:
+        if not params:
+            raise ValueError("ProtocolSampler needs at least one parameter")
+        if n_validate < 1 or (patience is not None and patience < 1):
+            raise ValueError("n_validate and patience must be at least 1")
+        self._params = tuple(params)
+        self._start = _start_config(self._params, start or {})
+        self._seed = seed
+        self._thresholds = thresholds
+        self._n_validate = n_validate
+        self._patience = patience if patience is not None else 2 * len(self._params)
+        self._fingerprint = fingerprint(self._params)
+
+    @property
+    def params(self) -> tuple[Param, ...]:
+        """The study parameters."""
+        return self._params
+
+    @property
+    def start_config(self) -> Config:
+        """Grid indices of the start config."""
+        return self._start
+
+    def state(self, study: Study, before: int | None = None) -> ProtocolState:
+        """The protocol state of ``study`` from its trials numbered below ``before`` (all)."""
+        trials = study.get_trials(deepcopy=False)
+        if before is not None:
+            trials = [t for t in trials if t.number < before]
+        return protocol_state(trials, self._params, self._thresholds, self._n_validate)
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {p.name: p.distribution for p in self._params}
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        if DECISION_ATTR in trial.system_attrs:
+            return
+        preset = {**trial.params, **trial.system_attrs.get("fixed_params", {})}
+        if preset or "fixed_params" in trial.system_attrs:
+            config, on_grid = self._enqueued_config(preset)
+            self._record(study, trial, Decision(ENQUEUED, config), None, on_grid)
+            return
+        self._wait_for_earlier(study, trial)
+        state = self.state(study, before=trial.number)
+        rng = np.random.default_rng([self._seed, trial.number])
+        decision = next_decision(state, self._start, rng, self._patience)
+        self._record(study, trial, decision, state, True)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        decision = study._storage.get_trial_system_attrs(trial._trial_id).get(DECISION_ATTR)
+        if not isinstance(decision, Mapping) or decision.get("fingerprint") != self._fingerprint:
+            return {}
+        values = zip(self._params, decision["config"], strict=True)
+        return {p.name: p.values[i] for p, i in values if p.name in search_space}
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if any(p.name == param_name for p in self._params):
+            _logger.warning(
+                f"{param_name} of trial {trial.number} is sampled at random: the trial has no "
+                f"protocol decision, or its decided value is outside {param_distribution}."
+            )
+        key = [self._seed, trial.number, zlib.crc32(param_name.encode())]
+        seed = int(np.random.SeedSequence(key).generate_state(1)[0])
+        return RandomSampler(seed=seed).sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    def _enqueued_config(self, fixed: Mapping[str, Any]) -> tuple[Config, bool]:
+        """Config of an enqueued or preset trial (start values where not fixed), and whether
+        every fixed value is exactly on the grid."""
+        config, on_grid = list(self._start), True
+        for i, param in enumerate(self._params):
+            if param.name in fixed:
+                exact = index_of(param, fixed[param.name])
+                on_grid = on_grid and exact is not None
+                config[i] = exact if exact is not None else _snap_or(param, fixed, config[i])
+        return tuple(config), on_grid
+
+    def _wait_for_earlier(self, study: Study, trial: FrozenTrial) -> None:
+        """Poll until every earlier RUNNING trial started under WAIT_S ago has a decision."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and _undecided(study, trial.number):
+            time.sleep(POLL_S)
+
+    def _record(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        decision: Decision,
+        state: ProtocolState | None,
+        on_grid: bool,
+    ) -> None:
+        """Store the decision, user attributes first; mirror it on ``trial`` for the objective."""
+        storage, trial_id = study._storage, trial._trial_id
+        user = {
+            ROLE_ATTR: decision.role,
+            PARENT_ATTR: decision.parent,
+            CHANGE_ATTR: self.describe(decision, state),
+        }
+        for key, value in user.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        attr = decision.to_attr(self._fingerprint, on_grid)
+        storage.set_trial_system_attr(trial_id, DECISION_ATTR, attr)
+        for key, value in user.items():
+            trial.set_user_attr(key, value)
+        trial.system_attrs[DECISION_ATTR] = attr
+
+    def describe(self, decision: Decision, state: ProtocolState | None) -> str:
+        """Human-readable change of a decision, e.g. ``lr_W: 0.001 -> 0.002``."""
+        parent = state.config_of(decision.parent) if state is not None else None
+        if decision.role in (MOVE, PROBE) and parent is not None:
+            p = next(
+                i for i, (a, b) in enumerate(zip(parent, decision.config, strict=True)) if a != b
+            )
+            values = self._params[p].values
+            old, new = value_text(values[parent[p]]), value_text(values[decision.config[p]])
+            return f"{self._params[p].label}: {old} -> {new}"
+        if decision.role == RETRY:
+            return f"retry of trial {decision.parent}"
+        if decision.role == VALIDATE and state is not None:
+            done = len(state.by_config[decision.config]) + 1
+            return f"validation run {done}/{self._n_validate} of trial {decision.parent}"
+        return f"{decision.role}: {self.summary(decision.config)}"
+
+    def summary(self, config: Config) -> str:
+        """``lr_W=0.001, lr=0.0005, ...`` for a config."""
+        return ", ".join(
+            f"{p.label}={value_text(p.values[i])}"
+            for p, i in zip(self._params, config, strict=True)
+        )
+
+
+def _start_config(params: Sequence[Param], start: Mapping[str, Any]) -> Config:
+    known = {p.name for p in params} | {p.label for p in params}
+    unknown = sorted(set(start) - known)
+    if unknown:
+        raise ValueError(f"unknown start parameter(s) {unknown}; known: {sorted(known)}")
+    config = []
+    for param in params:
+        value = start.get(param.name, start.get(param.label))
+        config.append(len(param.values) // 2 if value is None else snap_index(param, value))
+    return tuple(config)
+
+
+def _snap_or(param: Param, fixed: Mapping[str, Any], default: int) -> int:
+    try:
+        return snap_index(param, fixed[param.name])
+    except ValueError:
+        return default
+
+
+def _undecided(study: Study, number: int) -> bool:
+    recent = datetime.datetime.now() - datetime.timedelta(seconds=WAIT_S)
+    return any(
+        t.number < number
+        and t.state == TrialState.RUNNING
+        and DECISION_ATTR not in t.system_attrs
+        and (t.datetime_start is None or t.datetime_start > recent)
+        for t in study.get_trials(deepcopy=False)
+    )
