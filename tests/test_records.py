@@ -1,0 +1,308 @@
+"""trials.csv and analysis.md regenerated from real Optuna storages."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
+
+from gnn_convergence.outcome import classify, run_value
+from gnn_convergence.study.records import (
+    ANALYSIS_MD,
+    TRIALS_CSV,
+    iteration_entry,
+    summary_section,
+    trials_frame,
+    write_records,
+)
+from gnn_convergence.study.sampler import ProtocolSampler
+from gnn_convergence.study.space import index_of, parse_space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PARAMS = parse_space(
+    {
+        "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
+        "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
+        "training.coeff_W_L1": "interval(0, 1e-4)",
+        "training.batch_size": "choice(1, 4, 8, 16)",
+    }
+)
+DISTRIBUTIONS = {p.name: p.distribution for p in PARAMS}
+START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
+START_PARAMS = {p.name: START[p.label] for p in PARAMS}
+# lr_W is 1e-3 at index 3 of 7; one step up (2e-3) converges only from its second run on
+UNSTABLE_CONFIG = (4, 2, 3, 2)
+FLAT = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
+NUM = r"-?\d+(\.\d+)?(e[-+]\d+)?|nan"
+
+
+def seed_record(seed: int, conn: float | None, **extra: Any) -> dict[str, Any]:
+    """One per_seed record as the sweeper stores it."""
+    record = {
+        "seed": seed,
+        "data_seed": 0,
+        "connectivity_R2": conn,
+        "test_R2": 0.9,
+        "test_pearson": 0.8,
+        "final_loss": 1000.0,
+        "class": classify(conn),
+        "diverged_at_step": None,
+        "spectral_radius": 1.1,
+        "effective_rank_90": 20,
+        "effective_rank_99": 40,
+    }
+    return record | extra
+
+
+def run_attrs(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The user attributes the sweeper stores for a finished run."""
+    attrs: dict[str, Any] = {
+        "seed_mode": "rerun",
+        "seeds": [r["seed"] for r in records],
+        "data_seeds": [r["data_seed"] for r in records],
+        "folder": "/tmp/study/trial_0",
+        "per_seed": records,
+        "training_time_min": 1.5,
+    }
+    for key in FLAT:
+        values = [r[key] for r in records if r[key] is not None]
+        attrs[f"{key}_min"] = min(values)
+        attrs[f"{key}_mean"] = sum(values) / len(values)
+    value = run_value(r["connectivity_R2"] or math.nan for r in records)
+    return attrs | {"class": classify(value)}
+
+
+def record_run(trial: Trial, values: list[float]) -> float:
+    """Store attributes for seeds 0, 1, ... with these connectivity_R2 values."""
+    for key, value in run_attrs([seed_record(i, v) for i, v in enumerate(values)]).items():
+        trial.set_user_attr(key, value)
+    return min(values)
+
+
+def suggest_config(trial: Trial) -> tuple[int, ...]:
+    config = []
+    for p in PARAMS:
+        if p.is_choice:
+            value = trial.suggest_categorical(p.name, p.values)
+        else:
+            dist = p.distribution
+            value = trial.suggest_float(p.name, dist.low, dist.high, log=dist.log)
+        config.append(index_of(p, value))
+    return tuple(config)
+
+
+class Box:
+    """Converged within one grid step of the start, failed outside; one config is unstable."""
+
+    def __init__(self) -> None:
+        self.seen: Counter[tuple[int, ...]] = Counter()
+
+    def __call__(self, trial: Trial) -> float:
+        config = suggest_config(trial)
+        self.seen[config] += 1
+        inside = all(abs(i - s) <= 1 for i, s in zip(config, (3, 2, 3, 2), strict=True))
+        if config == UNSTABLE_CONFIG and self.seen[config] == 1:
+            inside = False
+        return record_run(trial, [0.97, 0.95, 0.96] if inside else [0.02, 0.5, 0.03])
+
+
+def complete(number_values: list[float], **attrs: Any) -> FrozenTrial:
+    """A COMPLETE trial at the start config with these per-seed connectivity_R2 values."""
+    records = [seed_record(i, v) for i, v in enumerate(number_values)]
+    user = run_attrs(records) | {"role": "start", "parent": None, "change": "start: ..."}
+    return create_trial(
+        params=START_PARAMS,
+        distributions=DISTRIBUTIONS,
+        value=min(number_values),
+        user_attrs=user | attrs,
+    )
+
+
+def stored(trial: FrozenTrial) -> FrozenTrial:
+    """The trial as stored (number 0) in a fresh in-memory study."""
+    study = optuna.create_study()
+    study.add_trial(trial)
+    return study.trials[0]
+
+
+@pytest.fixture(scope="module")
+def protocol_study() -> optuna.Study:
+    sampler = ProtocolSampler(PARAMS, start=START, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize", study_name="box")
+    study.optimize(Box(), n_trials=40)
+    return study
+
+
+def test_an_entry_has_the_log_format_with_the_worst_seeds_metrics() -> None:
+    records = [
+        seed_record(0, 0.95),
+        seed_record(
+            1, 0.7415, test_R2=0.95517, test_pearson=0.89089, final_loss=1525.5, data_seed=3
+        ),
+        seed_record(2, 0.93, effective_rank_99=55),
+    ]
+    user = run_attrs(records) | {"role": "move", "parent": 4, "change": "lr_W: 0.0005 -> 0.001"}
+    trial = create_trial(
+        params=START_PARAMS, distributions=DISTRIBUTIONS, value=0.7415, user_attrs=user
+    )
+    lines = iteration_entry(stored(trial), PARAMS).splitlines()
+    patterns = [
+        r"## Iter 0: partial",
+        r"Config: lr_W=0\.001, lr=0\.0005, coeff_W_L1=5e-06, batch_size=8",
+        r"Metrics: test_R2=0\.9552, test_pearson=0\.8909, connectivity_R2=0\.7415, "
+        r"final_loss=1525\.5",
+        rf"Seeds: connectivity_R2=\[0\.9500, 0\.7415, 0\.9300\], test_R2=\[({NUM}), ({NUM}), "
+        rf"({NUM})\], test_pearson=\[.+\], final_loss=\[1000, 1525\.5, 1000\]",
+        r"Observation: [^\n]+",
+        r"Change: lr_W: 0\.0005 -> 0\.001",
+    ]
+    assert len(lines) == len(patterns)
+    for line, pattern in zip(lines, patterns, strict=True):
+        assert re.fullmatch(pattern, line), line
+    assert lines[4] == (
+        "Observation: 2/3 seeds converged (connectivity_R2 0.74-0.95, spread 0.21); "
+        "data effective_rank_99 40 where not converged, 40, 55 where converged; "
+        "move from trial 4"
+    )
+
+
+def test_a_start_trial_without_per_seed_records_still_has_six_regular_lines() -> None:
+    trial = create_trial(
+        params=START_PARAMS,
+        distributions=DISTRIBUTIONS,
+        value=0.95,
+        user_attrs={"role": "start", "change": "start: lr_W=0.001"},
+    )
+    lines = iteration_entry(stored(trial), PARAMS).splitlines()
+    assert lines[0] == "## Iter 0: converged"
+    assert (
+        lines[2]
+        == "Metrics: test_R2=nan, test_pearson=nan, connectivity_R2=0.9500, final_loss=nan"
+    )
+    assert lines[3:] == [
+        "Observation: connectivity_R2 0.9500; start config",
+        "Change: none (start)",
+    ]
+
+
+def test_a_fail_trial_names_its_error_and_diverged_seed() -> None:
+    records = [seed_record(0, 0.95), seed_record(1, None, diverged_at_step=1234)]
+    user = run_attrs(records) | {"error": "loss is NaN\n  at step 1234", "role": "retry"}
+    user |= {"parent": 2, "change": "retry of trial 2"}
+    trial = create_trial(
+        state=TrialState.FAIL, params=START_PARAMS, distributions=DISTRIBUTIONS, user_attrs=user
+    )
+    lines = iteration_entry(stored(trial), PARAMS).splitlines()
+    assert lines[0] == "## Iter 0: failed"
+    assert lines[2] == "Metrics: none (error: loss is NaN at step 1234)"
+    assert lines[3].startswith("Seeds: connectivity_R2=[0.9500, nan]")
+    assert "seed 1 diverged at step 1234" in lines[4] and "retry of trial 2" in lines[4]
+    assert lines[5] == "Change: retry of trial 2"
+
+
+def test_a_running_trial_has_no_entry() -> None:
+    with pytest.raises(ValueError, match="RUNNING"):
+        iteration_entry(create_trial(state=TrialState.RUNNING), PARAMS)
+
+
+def test_running_trials_are_in_the_csv_but_not_in_the_analysis(tmp_path) -> None:
+    study = optuna.create_study(direction="maximize", study_name="mixed")
+    study.add_trial(complete([0.95, 0.96, 0.97]))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"error": "boom"}))
+    running = study.ask({p.name: p.distribution for p in PARAMS})
+    study.add_trial(create_trial(value=0.5))  # a trial without any of our attributes
+    write_records(study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    assert re.findall(r"^## Iter (\d+): (\w+)$", text, re.M) == [
+        ("0", "converged"),
+        ("1", "failed"),
+        ("3", "partial"),
+    ]
+    assert "Metrics: none (error: boom)" in text
+    frame = pd.read_csv(tmp_path / TRIALS_CSV)
+    assert frame["state"].tolist() == ["COMPLETE", "FAIL", "RUNNING", "COMPLETE"]
+    assert frame.loc[running.number, "lr_W"] == pytest.approx(running.params[PARAMS[0].name])
+    assert pd.isna(frame.loc[running.number, "class"])
+
+
+def test_the_summary_lists_robust_unstable_and_probed_boundaries(protocol_study) -> None:
+    text = summary_section(protocol_study, PARAMS)
+    sections = dict(re.findall(r"^## (.+?)\n\n(.*?)(?=^## |\Z)", text, re.M | re.S))
+    assert sections["Robust configs"].startswith(
+        "- lr_W=0.001, lr=0.0005, coeff_W_L1=5e-06, batch_size=8: "
+        "trials 0 (0.9500), 1 (0.9500), 2 (0.9500)"
+    )
+    assert sections["Unstable configs"].startswith(
+        "- lr_W=0.002, lr=0.0005, coeff_W_L1=5e-06, batch_size=8: trials "
+    )
+    assert re.search(r"^Around trial 0 \(lr_W=0\.001, ", sections["Boundaries"], re.M)
+    assert "- lr_W high: 0.002 -> 0.005 (failed)" in sections["Boundaries"]
+    assert "- lr_W low: 0.0005 -> 0.0002 (failed)" in sections["Boundaries"]
+    assert "- batch_size high: 16 -> end of grid" in sections["Boundaries"]
+    assert sections["Regions"].startswith("1 robust config(s) in 3 walk(s).")
+    assert "robust: lr_W=0.001, lr=0.0005, coeff_W_L1=5e-06, batch_size=8; extent " in text
+    assert "lr_W 0.0005..0.002" in sections["Regions"]
+    counts = Counter(t.state for t in protocol_study.trials)
+    assert f"Trials: 40 (complete {counts[TrialState.COMPLETE]})" in text
+
+
+def test_entries_report_validation_and_config_status(protocol_study, tmp_path) -> None:
+    write_records(protocol_study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    assert text.startswith("# Convergence study: box\n\n# Summary\n")
+    iterations = text.split("# Iterations\n", 1)[1]
+    assert iterations.count("## Iter ") == 40
+    assert (
+        "Observation: 3/3 seeds converged (connectivity_R2 0.95-0.97); "
+        "validation run 3/3 of trial 0; config 3/3 runs converged: robust\n"
+    ) in iterations
+    assert re.search(r"retry of trial \d+; config 1/2 runs converged: unstable\n", iterations)
+
+
+def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path) -> None:
+    write_records(protocol_study, PARAMS, tmp_path)
+    frame = pd.read_csv(tmp_path / TRIALS_CSV)
+    expected = trials_frame(protocol_study, PARAMS)
+    assert list(frame.columns) == list(expected.columns)
+    assert list(frame.columns[:8]) == [
+        "number", "state", "value", "class", "config_status", "role", "parent", "change",
+    ]  # fmt: skip
+    for column in ("lr_W", "lr", "coeff_W_L1", "batch_size", "seed_2_diverged_at_step"):
+        assert column in frame.columns
+    assert frame["number"].tolist() == list(range(40))
+    assert frame.loc[0, "config_status"] == "robust"
+    assert frame.loc[0, "seeds"] == "[0, 1, 2]"
+    assert frame.loc[0, "seed_1_connectivity_R2"] == 0.95
+    pd.testing.assert_series_equal(frame["value"], expected["value"])
+    assert frame["role"].iloc[:3].tolist() == ["start", "validate", "validate"]
+
+
+def test_a_sqlite_study_is_rewritten_after_reloading(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    sampler = ProtocolSampler(PARAMS, start=START, seed=0)
+    study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize")
+    study.optimize(Box(), n_trials=5)
+    write_records(study, PARAMS, tmp_path / "records")
+    before = (tmp_path / "records" / ANALYSIS_MD).read_text()
+    reloaded = optuna.load_study(study_name=study.study_name, storage=storage)
+    write_records(reloaded, PARAMS, tmp_path / "records")
+    assert (tmp_path / "records" / ANALYSIS_MD).read_text() == before
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == [ANALYSIS_MD, TRIALS_CSV]
+
+
+def test_an_empty_study_writes_valid_files(tmp_path) -> None:
+    study = optuna.create_study(study_name="empty")
+    write_records(study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    assert text.startswith("# Convergence study: empty\n\n# Summary\n\nTrials: 0\n")
+    assert text.rstrip().endswith("# Iterations")
+    assert "## Robust configs\n\n- none\n" in text
+    frame = pd.read_csv(tmp_path / TRIALS_CSV)
+    assert frame.empty and {"number", "state", "config_status", "lr_W"} <= set(frame.columns)
