@@ -1,0 +1,269 @@
+"""The study loop: ask the protocol sampler, launch the jobs through Hydra, tell the results."""
+
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages._heartbeat import get_heartbeat_thread
+from optuna.trial import TrialState
+
+from gnn_convergence.config import ConfigError, to_run_config
+from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.records import write_records
+from gnn_convergence.study.seeding import trial_seeds
+from gnn_convergence.study.space import Param, check_space, fingerprint, parse_space
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 30
+GRACE_S = 120
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
+
+
+class ProtocolSweeperImpl(Sweeper):
+    """Ask/tell loop over Optuna with our sampler; jobs go through the configured launcher."""
+
+    def __init__(
+        self,
+        sampler: Any,
+        study_name: str,
+        storage: str | None,
+        n_trials: int,
+        n_jobs: int,
+        params: Mapping[str, str],
+        thresholds: Mapping[str, float],
+        seed_mode: str,
+        n_seeds: int,
+        n_data: int,
+        defaults: Any = None,
+    ) -> None:
+        if n_trials < 0 or n_jobs < 1:
+            raise ValueError(
+                f"hydra.sweeper: n_trials={n_trials} must be >= 0, n_jobs={n_jobs} >= 1"
+            )
+        trial_seeds(seed_mode, 0, n_seeds, n_data)
+        self.make_sampler = sampler  # a partial: the grids are known only at sweep time
+        self.study_name = study_name
+        self.storage_url = storage
+        self.n_trials = n_trials
+        self.n_jobs = n_jobs
+        self.params = dict(params or {})
+        self.thresholds = Thresholds(**thresholds)
+        self.seed_mode, self.n_seeds, self.n_data = seed_mode, n_seeds, n_data
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        """Keep the context and instantiate the configured launcher."""
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function
+        )
+        self.sweep_dir = Path(config.hydra.sweep.dir)
+
+    def sweep(self, arguments: list[str]) -> None:
+        """Run trials until the study holds n_trials finished ones; rerun to resume."""
+        swept, fixed = split_arguments(arguments)
+        space = parse_space({**self.params, **swept})
+        base = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
+        check_values(space, base)
+        sampler = self.make_sampler(
+            params=space,
+            start={p.name: OmegaConf.select(base, p.name) for p in space},
+            thresholds=self.thresholds,
+        )
+        study = self._study(sampler, space)
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        n_validate = self.make_sampler.keywords.get("n_validate", 3)
+        while (done := _n_finished(study)) < self.n_trials:
+            fail_stale_trials(study)
+            trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
+            self._run_batch(study, trials, space, fixed)
+            write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
+        write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
+        log.info(
+            "study %s: %d finished trials; records in %s",
+            self.study_name,
+            _n_finished(study),
+            self.sweep_dir,
+        )
+
+    def _study(self, sampler: optuna.samplers.BaseSampler, space: Sequence[Param]) -> optuna.Study:
+        storage = open_storage(self.storage_url)
+        study = optuna.create_study(
+            study_name=self.study_name,
+            storage=storage,
+            sampler=sampler,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        study.set_user_attr("space", {p.name: list(p.values) for p in space})
+        study.set_user_attr("space_fingerprint", fingerprint(space))
+        study.set_user_attr("seed_mode", self.seed_mode)
+        if self.storage_url:
+            log.info(
+                "study %s in %s; watch it with: optuna-dashboard %s",
+                self.study_name,
+                self.storage_url,
+                self.storage_url,
+            )
+        return study
+
+    def _run_batch(
+        self,
+        study: optuna.Study,
+        trials: list[optuna.Trial],
+        space: Sequence[Param],
+        fixed: Sequence[str],
+    ) -> None:
+        batch = [self._prepare(trial, space, fixed) for trial in trials]
+        self.validate_batch_is_legal(batch)
+        with heartbeats(study, trials):
+            try:
+                returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            except KeyboardInterrupt:
+                for trial in trials:
+                    trial.set_user_attr("error", "interrupted (KeyboardInterrupt)")
+                    study.tell(trial, state=TrialState.FAIL)
+                raise
+        for trial, ret in zip(trials, returns):
+            tell(study, trial, ret, self.sweep_dir / f"trial_{trial.number}")
+
+    def _prepare(
+        self, trial: optuna.Trial, space: Sequence[Param], fixed: Sequence[str]
+    ) -> list[str]:
+        seeds, data_seeds = trial_seeds(self.seed_mode, trial.number, self.n_seeds, self.n_data)
+        folder = self.sweep_dir / f"trial_{trial.number}"
+        for key, value in (
+            ("seed_mode", self.seed_mode),
+            ("seeds", seeds),
+            ("data_seeds", data_seeds),
+            ("folder", str(folder)),
+        ):
+            trial.set_user_attr(key, value)
+        overrides = [f"{p.name}={trial.params[p.name]!r}" for p in space]
+        overrides += [
+            f"training.seeds=[{','.join(map(str, seeds))}]",
+            "training.data_seeds="
+            + ("null" if data_seeds is None else f"[{','.join(map(str, data_seeds))}]"),
+            f"hydra.sweep.subdir={folder.name}",
+        ]
+        trial.set_user_attr("overrides", overrides + list(fixed))
+        return overrides + list(fixed)
+
+
+def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """Command-line sweeps (`key=choice(...)`, intervals, ranges) join the search space;
+    plain overrides apply to every trial."""
+    swept, fixed = {}, []
+    for override in OverridesParser.create().parse_overrides(list(arguments)):
+        if override.is_sweep_override():
+            swept[override.get_key_element()] = override.input_line.split("=", 1)[1]
+        else:
+            fixed.append(override.input_line)
+    return swept, fixed
+
+
+def check_values(space: Sequence[Param], base: DictConfig) -> None:
+    """Fail before any training if a grid value, or the base config, is invalid."""
+    container = OmegaConf.to_container(base, resolve=False)
+    container.pop("hydra", None)
+    check_space(space, container)
+    to_run_config(base)
+    for param in space:
+        for value in param.values:
+            cfg = base.copy()
+            OmegaConf.update(cfg, param.name, value, merge=False)
+            try:
+                to_run_config(cfg)
+            except ConfigError as err:
+                raise ConfigError(
+                    f"search space {param.name}: value {value!r} is invalid: {err}"
+                ) from err
+
+
+def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """An RDB storage with heartbeats (so a killed job's trial is failed), or in-memory."""
+    if not url:
+        return None
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+
+
+def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
+    """A new trial with the sampler's params; heartbeats are ours to record (see heartbeats)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
+        return study.ask({p.name: p.distribution for p in space})
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail trials whose heartbeat stopped (a killed job), so the protocol can retry them."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[None]:
+    """Record each running trial's heartbeat while its job runs."""
+    with ExitStack() as stack:
+        for trial in trials:
+            stack.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+        yield
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> None:
+    """Store the job's numbers on the trial and tell Optuna; an error makes a FAIL trial."""
+    try:
+        result = ret.return_value
+    except Exception as err:  # the job's own exception, re-raised by Hydra
+        message = f"{type(err).__name__}: {err}".splitlines()[0]
+        log.error("trial %d failed: %s", trial.number, message)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.txt").write_text("".join(traceback.format_exception(err)))
+        trial.set_user_attr("error", message)
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    for key, value in trial_attrs(result).items():
+        trial.set_user_attr(key, value)
+    objective = result["objective"]
+    if objective is None or not math.isfinite(objective):
+        diverged = [s["seed"] for s in result["seeds"] if s["diverged_at_step"] is not None]
+        trial.set_user_attr("error", f"no finite objective: seeds {diverged} diverged")
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    study.tell(trial, objective)
+
+
+def trial_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's dict as user attributes: class, flat summary, per-seed records (NaN -> None)."""
+    keys = [k for k in result if k.endswith(("_min", "_mean"))] + ["class", "training_time_min"]
+    attrs = {key: _finite(result[key]) for key in keys}
+    attrs["per_seed"] = [{k: _finite(v) for k, v in s.items()} for s in result["seeds"]]
+    return attrs
+
+
+def _finite(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _n_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))

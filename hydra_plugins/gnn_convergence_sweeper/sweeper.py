@@ -1,0 +1,97 @@
+"""The protocol sweeper's config schema and its thin Hydra classes (logic in `_impl.py`).
+
+No `from __future__ import annotations` here: Hydra imports this module while scanning plugins,
+and OmegaConf reads the dataclass annotations as types.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional  # noqa: UP035
+
+from hydra.core.config_search_path import ConfigSearchPath
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import MISSING, DictConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ProtocolSamplerConf:
+    """The one-coordinate protocol sampler; its grids come from `params` at sweep time."""
+
+    _target_: str = "gnn_convergence.study.sampler.ProtocolSampler"
+    _partial_: bool = True
+    seed: int = 0
+    n_validate: int = 3
+    patience: Optional[int] = None  # noqa: UP045
+
+
+@dataclass
+class ThresholdsConf:
+    """connectivity_R2 above `converged` is converged, below `failed` is failed."""
+
+    converged: float = 0.9
+    failed: float = 0.1
+
+
+@dataclass
+class ProtocolSweeperConf:
+    """hydra.sweeper: the study, its budget, its search space and how trials are seeded."""
+
+    _target_: str = "hydra_plugins.gnn_convergence_sweeper.sweeper.ProtocolSweeper"
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "protocol"}])  # noqa: UP006
+    sampler: Any = MISSING
+    study_name: str = "convergence"
+    storage: str = "sqlite:///outputs/studies.db"
+    n_trials: int = 30
+    n_jobs: int = 1
+    params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
+    thresholds: ThresholdsConf = field(default_factory=ThresholdsConf)
+    seed_mode: str = "rerun"
+    n_seeds: int = 3
+    n_data: int = 1
+
+
+ConfigStore.instance().store(
+    group="hydra/sweeper",
+    name="gnn_convergence",
+    node=ProtocolSweeperConf,
+    provider="gnn_convergence",
+)
+ConfigStore.instance().store(
+    group="hydra/sweeper/sampler",
+    name="protocol",
+    node=ProtocolSamplerConf,
+    provider="gnn_convergence",
+)
+
+
+class ProtocolSweeper(Sweeper):
+    """Runs a study of the convergence protocol through Optuna ask/tell and Hydra's launcher."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        from hydra_plugins.gnn_convergence_sweeper._impl import ProtocolSweeperImpl
+
+        self.impl = ProtocolSweeperImpl(**kwargs)
+
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
+        """Keep the context and instantiate the configured launcher."""
+        self.impl.setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def sweep(self, arguments: List[str]) -> None:  # noqa: UP006
+        """Run the study until it holds n_trials finished trials."""
+        return self.impl.sweep(arguments)
+
+
+class SweepsSearchPath(SearchPathPlugin):
+    """Puts the repository root on the search path, so `sweeps/` is the `sweeps` group."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        """Append the repository root when it holds a `sweeps/` folder."""
+        if (REPO_ROOT / "sweeps").is_dir():
+            search_path.append(provider="gnn_convergence", path=f"file://{REPO_ROOT}")

@@ -1,0 +1,162 @@
+"""The protocol sweeper through the real command line, on the tiny pair and real storage."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import threading
+import urllib.request
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import optuna
+import pytest
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
+from hydra.plugins.sweeper import Sweeper
+
+from gnn_convergence.study.seeding import trial_seeds
+
+SHORT = ["training.data_augmentation_loop=2"]  # 1,000 steps a run: a quick, real trial
+
+
+def sweep(tmp_path, *overrides, check=True):
+    """Run `python -m gnn_convergence.train -m sweeps=quick` into tmp_path."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "gnn_convergence.train",
+        "-m",
+        "sweeps=quick",
+        "progress=false",
+        f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
+        f"hydra.sweep.dir={tmp_path}/study",
+        f"paths.cache_dir={tmp_path}/cache",
+        *overrides,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def load(tmp_path):
+    return optuna.load_study(study_name="quick", storage=f"sqlite:///{tmp_path}/studies.db")
+
+
+def test_plugins_are_discovered():
+    sweepers = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    paths = [p.__name__ for p in Plugins.instance().discover(SearchPathPlugin)]
+    assert "ProtocolSweeper" in sweepers and "SweepsSearchPath" in paths
+
+
+def test_seeds_are_distinct_for_every_run():
+    seen = set()
+    for number in range(20):
+        seeds, data = trial_seeds("rerun", number, 3)
+        assert seeds == data and not seen & set(seeds)
+        seen |= set(seeds)
+    seeds, data = trial_seeds("cross", 2, n_seeds=2, n_data=3)
+    assert len(set(seeds)) == 6 and data == [6, 6, 7, 7, 8, 8]
+    assert trial_seeds("fixed_data", 1, 3) == ([3, 4, 5], None)
+    with pytest.raises(ValueError, match="seed_mode"):
+        trial_seeds("often", 0, 3)
+
+
+@pytest.mark.slow
+def test_quick_study_runs_records_and_resumes(tmp_path):
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=3", *SHORT)
+    assert "optuna-dashboard sqlite:///" in proc.stdout + proc.stderr
+    study = load(tmp_path)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2]
+    assert trials[0].user_attrs["role"] == "start"
+    assert trials[0].params["training.learning_rate_W_start"] == pytest.approx(1e-2)
+    for t in trials:
+        assert t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)
+        assert (tmp_path / "study" / f"trial_{t.number}" / "analysis.log").exists()
+        assert t.user_attrs["seeds"] == [3 * t.number + i for i in range(3)]
+        assert len(t.user_attrs["per_seed"]) == 3
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            assert t.value == pytest.approx(t.user_attrs["connectivity_R2_min"])
+    assert trials[1].user_attrs["role"] in ("move", "retry", "validate")
+
+    text = (tmp_path / "study" / "analysis.md").read_text()
+    entry = re.compile(
+        r"## Iter (\d+): (converged|partial|failed)\n"
+        r"Config: lr_W=\S+, lr=\S+, coeff_W_L1=\S+, batch_size=\d+\n"
+        r"Metrics: test_R2=\S+, test_pearson=\S+, connectivity_R2=\S+, final_loss=\S+\n"
+        r"Seeds: .*\n"
+        r"Observation: .+\n"
+        r"Change: .+\n"
+    )
+    assert [int(n) for n, _ in entry.findall(text)] == [0, 1, 2]
+    assert (tmp_path / "study" / "trials.csv").exists()
+
+    sweep(tmp_path, "hydra.sweeper.n_trials=4", *SHORT)
+    resumed = load(tmp_path).get_trials()
+    assert [t.number for t in resumed] == [0, 1, 2, 3]
+    assert resumed[0].datetime_start == trials[0].datetime_start
+    assert (tmp_path / "study" / "trial_3" / "analysis.log").exists()
+
+
+def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
+    sweep(tmp_path, "hydra.sweeper.n_trials=2", "device=cuda:7", *SHORT)
+    trials = load(tmp_path).get_trials()
+    assert len(trials) == 2
+    for t in trials:
+        assert t.state == optuna.trial.TrialState.FAIL
+        assert t.user_attrs["error"]
+        assert (tmp_path / "study" / f"trial_{t.number}" / "error.txt").exists()
+    assert trials[1].user_attrs["role"] == "retry"
+    assert "## Iter 1: failed" in (tmp_path / "study" / "analysis.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.foo=choice(1,2)", "unknown parameter training.foo"),
+        ("training.learning_rate_embedding_start=tag(log,interval(1e-4,1e-3))", "frozen"),
+        ("training.batch_size=choice(0,8)", "training.batch_size"),
+        ("training.learning_rate_start=interval(1e-3,1e-4)", "training.learning_rate_start"),
+        ("hydra.sweeper.seed_mode=often", "seed_mode"),
+    ],
+)
+def test_a_bad_study_fails_before_any_trial(tmp_path, override, message):
+    proc = sweep(tmp_path, override, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not (tmp_path / "cache").exists()
+    assert not (tmp_path / "study" / "trial_0").exists()
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_optuna_dashboard_reads_the_study(tmp_path):
+    from optuna_dashboard import wsgi
+
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    study = optuna.create_study(study_name="quick", storage=storage, direction="maximize")
+    trial = study.ask()
+    trial.suggest_float("training.learning_rate_W_start", 1e-4, 1e-2, log=True)
+    trial.set_user_attr("role", "start")
+    trial.set_user_attr("per_seed", [{"seed": 0, "connectivity_R2": 0.95}])
+    study.tell(trial, 0.95)
+    server = make_server("127.0.0.1", 0, wsgi(storage), handler_class=_Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=30))
+        summary = next(s for s in studies["study_summaries"] if s["study_name"] == "quick")
+        detail = json.load(
+            urllib.request.urlopen(f"{base}/api/studies/{summary['study_id']}?after=0", timeout=30)
+        )
+        attrs = {a["key"]: a["value"] for a in detail["trials"][0]["user_attrs"]}
+        assert attrs["role"] == "start" and "0.95" in attrs["per_seed"]
+    finally:
+        server.shutdown()
