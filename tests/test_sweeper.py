@@ -92,7 +92,8 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
         r"Change: .+\n"
     )
     assert [int(n) for n, _ in entry.findall(text)] == [0, 1, 2]
-    assert (tmp_path / "study" / "trials.csv").exists()
+    for name in ("trials.csv", "report.html", "maps.html", "walk.html"):
+        assert (tmp_path / "study" / name).exists(), name
 
     sweep(tmp_path, "hydra.sweeper.n_trials=4", *SHORT)
     resumed = load(tmp_path).get_trials()

@@ -372,7 +372,7 @@ def write_records(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     frame = _frame(trials, params, state, thresholds)
-    _write_atomic(folder / TRIALS_CSV, frame.to_csv(index=False))
+    write_atomic(folder / TRIALS_CSV, frame.to_csv(index=False))
     entries = [
         iteration_entry(t, params, state, thresholds)
         for t in _by_number(trials)
@@ -380,10 +380,12 @@ def write_records(
     ]
     header = f"# Convergence study: {study.study_name}\n"
     summary = _summary(trials, state, thresholds)
-    _write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
+    write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so readers never see a
+    partial file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

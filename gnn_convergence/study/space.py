@@ -232,3 +232,11 @@ def fingerprint(params: Sequence[Param]) -> str:
 def value_text(value: Any) -> str:
     """Compact text of a grid value (``0.001``, ``5e-06``, ``8``)."""
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def record_space(study: Any, texts: Mapping[str, str], params: Sequence[Param]) -> None:
+    """Store the search space on an Optuna study: its grammar text (``params``, what
+    :func:`parse_space` reads back), its grids (``space``) and ``space_fingerprint``."""
+    study.set_user_attr("params", dict(texts))
+    study.set_user_attr("space", {p.name: list(p.values) for p in params})
+    study.set_user_attr("space_fingerprint", fingerprint(params))

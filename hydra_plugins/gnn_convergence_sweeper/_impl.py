@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import traceback
@@ -23,9 +24,10 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError, to_run_config
 from gnn_convergence.outcome import Thresholds
+from gnn_convergence.report import write_study_figures
 from gnn_convergence.study.records import write_records
 from gnn_convergence.study.seeding import trial_seeds
-from gnn_convergence.study.space import Param, check_space, fingerprint, parse_space
+from gnn_convergence.study.space import Param, check_space, parse_space, record_space
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +81,8 @@ class ProtocolSweeperImpl(Sweeper):
     def sweep(self, arguments: list[str]) -> None:
         """Run trials until the study holds n_trials finished ones; rerun to resume."""
         swept, fixed = split_arguments(arguments)
-        space = parse_space({**self.params, **swept})
+        texts = {**self.params, **swept}
+        space = parse_space(texts)
         base = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
         check_values(space, base)
         sampler = self.make_sampler(
@@ -87,16 +90,16 @@ class ProtocolSweeperImpl(Sweeper):
             start={p.name: OmegaConf.select(base, p.name) for p in space},
             thresholds=self.thresholds,
         )
-        study = self._study(sampler, space)
+        n_validate = self.make_sampler.keywords.get("n_validate", 3)
+        study = self._study(sampler, texts, space, n_validate)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-        n_validate = self.make_sampler.keywords.get("n_validate", 3)
         while (done := _n_finished(study)) < self.n_trials:
             fail_stale_trials(study)
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run_batch(study, trials, space, fixed)
-            write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
-        write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
+            self._write_records(study, space, n_validate)
+        self._write_records(study, space, n_validate)
         log.info(
             "study %s: %d finished trials; records in %s",
             self.study_name,
@@ -104,7 +107,17 @@ class ProtocolSweeperImpl(Sweeper):
             self.sweep_dir,
         )
 
-    def _study(self, sampler: optuna.samplers.BaseSampler, space: Sequence[Param]) -> optuna.Study:
+    def _write_records(self, study: optuna.Study, space: Sequence[Param], n_validate: int) -> None:
+        write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
+        write_study_figures(study, space, self.sweep_dir, self.thresholds, n_validate)
+
+    def _study(
+        self,
+        sampler: optuna.samplers.BaseSampler,
+        texts: Mapping[str, str],
+        space: Sequence[Param],
+        n_validate: int,
+    ) -> optuna.Study:
         storage = open_storage(self.storage_url)
         study = optuna.create_study(
             study_name=self.study_name,
@@ -113,8 +126,9 @@ class ProtocolSweeperImpl(Sweeper):
             direction="maximize",
             load_if_exists=True,
         )
-        study.set_user_attr("space", {p.name: list(p.values) for p in space})
-        study.set_user_attr("space_fingerprint", fingerprint(space))
+        record_space(study, texts, space)
+        study.set_user_attr("thresholds", dataclasses.asdict(self.thresholds))
+        study.set_user_attr("n_validate", n_validate)
         study.set_user_attr("seed_mode", self.seed_mode)
         if self.storage_url:
             log.info(

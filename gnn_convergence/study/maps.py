@@ -1,0 +1,480 @@
+"""Plotly maps of a convergence study: trial table and protocol state in, ``go.Figure`` out.
+
+The table is :func:`~gnn_convergence.study.records.trials_frame`'s, one row per trial; the state
+is :func:`~gnn_convergence.study.protocol.protocol_state`'s. Axes follow the grids: a log axis for
+a log parameter (a leading 0 drawn one decade below the smallest positive value, labelled 0),
+ticks at the grid values, a non-numeric choice by its index. Trials at the same value are spread
+over a third of a grid step so that each can be hovered. Nothing here computes a metric; the one
+estimate, the pairwise maps' working-region boundary (:func:`converged_share`), is explained in
+the figure itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from html import escape
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from gnn_convergence.figures import CLASS_COLORS
+from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ROBUST, ProtocolState
+from gnn_convergence.study.space import Param, index_of, value_text
+
+PENDING_COLOR = "#9e9e9e"
+ROLE_SYMBOLS = {
+    "start": "star",
+    "jump": "star-diamond",
+    "move": "circle",
+    "retry": "square",
+    "validate": "diamond",
+    "probe": "triangle-up",
+    "enqueued": "cross",
+}
+FINISHED = ("COMPLETE", "FAIL", "PRUNED")
+Y_FLOOR = -0.2  # connectivity_R2 below this is drawn at it (the hover gives the value)
+SPREAD = 0.3  # trials at one value spread over this fraction of a grid step
+BANDWIDTH = 1.0  # of the boundary estimate's Gaussian kernel, in grid steps
+MIN_WEIGHT = math.exp(-2)  # the estimate is blank where no trial is within about 2 bandwidths
+MESH = 60
+ESTIMATE_NOTE = (
+    "Dashed line: estimated working-region boundary. Each grid cell of this map holds the share "
+    "of its finished trials that converged;<br>the line is where a Gaussian-kernel average of "
+    "those shares (bandwidth one grid step, log scale on log axes) is 0.5. Other parameters are "
+    "pooled;<br>no line where no trial lies within about two steps. Grey bars: boundaries found "
+    "by probing, between the last converged and the first<br>non-converged value, at the probed "
+    "config's other value. Open circles: robust configs (converged in every run)."
+)
+
+
+def _numeric(param: Param) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in param.values)
+
+
+def _log(param: Param) -> bool:
+    return param.log and _numeric(param)
+
+
+def _u(param: Param, value: Any) -> float | None:
+    """Position on the parameter's axis scale: log10 on a log axis, the index for a choice."""
+    if _missing(value):
+        return None
+    if not _numeric(param):
+        return index_of(param, value)
+    x = float(value)
+    if _log(param):
+        return math.log10(x) if x > 0 else math.log10(min(v for v in param.values if v > 0)) - 1
+    return x
+
+
+def _axis_value(param: Param, u: float) -> float:
+    return 10**u if _log(param) else u
+
+
+def _grid(param: Param) -> list[float]:
+    """Axis-scale positions of the grid values."""
+    return [_u(param, v) for v in param.values]
+
+
+def _step(param: Param) -> float:
+    grid = _grid(param)
+    return (max(grid) - min(grid)) / (len(grid) - 1)
+
+
+def axis(param: Param) -> dict[str, Any]:
+    """Layout of a parameter's axis: log where the grid is, ticks at the grid values."""
+    return {
+        "title": {"text": param.label},
+        "type": "log" if _log(param) else "linear",
+        "tickmode": "array",
+        "tickvals": [_axis_value(param, u) for u in _grid(param)],
+        "ticktext": [value_text(v) for v in param.values],
+    }
+
+
+def _spread(param: Param, us: Sequence[float | None], keys: Sequence[Any]) -> list[float | None]:
+    """Axis values of ``us``, those sharing a key spread over SPREAD grid steps."""
+    groups: dict[Any, list[int]] = defaultdict(list)
+    for i, key in enumerate(keys):
+        groups[key].append(i)
+    out: list[float | None] = list(us)
+    for members in groups.values():
+        for k, i in enumerate(members):
+            if us[i] is not None and len(members) > 1:
+                out[i] = us[i] + SPREAD * _step(param) * (k / (len(members) - 1) - 0.5)
+    return [None if u is None else _axis_value(param, u) for u in out]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or bool(pd.isna(value))
+
+
+def _num(value: Any) -> str:
+    return "-" if _missing(value) else f"{float(value):.4g}"
+
+
+def _text(value: Any, default: str = "-") -> str:
+    if _missing(value):
+        return default
+    return value_text(float(value) if isinstance(value, np.floating) else value)
+
+
+def _rows(frame: pd.DataFrame, params: Sequence[Param], running: bool = True) -> pd.DataFrame:
+    """The finished (and running) trials, with columns ``hover``, ``color`` and ``y`` (the
+    objective as drawn: 0 for FAIL, PRUNED and RUNNING trials, floored at Y_FLOOR)."""
+    states = FINISHED + (("RUNNING",) if running else ())
+    rows = frame[frame["state"].isin(states)].reset_index(drop=True)
+    seeds = _seed_indices(frame)
+    rows["hover"] = [hover_text(row, params, seeds) for _, row in rows.iterrows()]
+    rows["color"] = [CLASS_COLORS.get(c, PENDING_COLOR) for c in rows["class"]]
+    done = (rows["state"] == "COMPLETE") & rows["value"].notna()
+    rows["y"] = rows["value"].where(done, 0.0).astype(float).clip(lower=Y_FLOOR)
+    return rows
+
+
+def _seed_indices(frame: pd.DataFrame) -> list[int]:
+    found = (re.fullmatch(r"seed_(\d+)_connectivity_R2", c) for c in frame.columns)
+    return sorted(int(m.group(1)) for m in found if m)
+
+
+def _seed_text(row: pd.Series, i: int) -> str | None:
+    """``seed S: connectivity_R2 ..., diverged at step N``; None when the seed has no record."""
+    metrics = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
+    values = [row.get(f"seed_{i}_{m}") for m in metrics]
+    diverged = row.get(f"seed_{i}_diverged_at_step")
+    if all(_missing(v) for v in values) and _missing(diverged):
+        return None
+    seeds = json.loads(row["seeds"]) if isinstance(row.get("seeds"), str) else []
+    name = f"seed {seeds[i]}" if i < len(seeds) else f"seed #{i}"
+    text = ", ".join(f"{m} {_num(v)}" for m, v in zip(metrics, values))
+    return f"{name}: {text}" + ("" if _missing(diverged) else f", diverged at step {diverged}")
+
+
+def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) -> str:
+    """Trial number, state, role, class, full config, objective, per-seed values and folder."""
+    head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
+    head.append("" if _missing(row["config_status"]) else f"config {row['config_status']}")
+    lines = [" | ".join(h for h in head if h)]
+    lines += [] if _missing(row["change"]) else [f"change: {row['change']}"]
+    lines.append(", ".join(f"{p.label}={_text(row[p.label], '?')}" for p in params))
+    if row["state"] == "COMPLETE":
+        lines.append(f"objective (min connectivity_R2): {_num(row['value'])}")
+    elif row["state"] != "RUNNING":
+        lines.append(f"{row['state']}: {_text(row['error'])}")
+    lines += [t for i in seeds if (t := _seed_text(row, i))]
+    lines.append(f"folder: {_text(row['folder'])}")
+    body = "<br>".join(escape(line, quote=False) for line in lines)
+    return f"<b>trial {row['number']}</b> | {body}"
+
+
+def _legend(fig: go.Figure, running: bool) -> None:
+    """Legend-only entries for the class colours."""
+    colors = {**CLASS_COLORS, **({"running": PENDING_COLOR} if running else {})}
+    for name, color in colors.items():
+        fig.add_trace(
+            go.Scatter(
+                x=[None], y=[None], mode="markers", name=name, legendgroup="class",
+                legendgrouptitle={"text": "class"}, marker={"color": color, "size": 10},
+            )
+        )  # fmt: skip
+
+
+def _thresholds(fig: go.Figure, thresholds: Thresholds) -> None:
+    lines = ((thresholds.converged, "converged above"), (thresholds.failed, "failed below"))
+    for y, text in lines:
+        fig.add_hline(
+            y=y, line={"dash": "dash", "color": "#555", "width": 1},
+            annotation_text=f"{text} {y:g}", annotation_position="top left",
+        )  # fmt: skip
+
+
+def _segments(
+    name: str, segments: Sequence[tuple[Any, Any, Any, Any]], texts: Sequence[str] = (), **line
+) -> go.Scatter:
+    """One trace of separate segments (x0, y0, x1, y1), hover text per segment if given."""
+    xs = [v for x0, _, x1, _ in segments for v in (x0, x1, None)]
+    ys = [v for _, y0, _, y1 in segments for v in (y0, y1, None)]
+    hover = [v for t in texts for v in (t, t, None)] or None
+    return go.Scatter(
+        x=xs, y=ys, mode="lines", name=name, line=line, hovertext=hover,
+        hoverinfo="text" if texts else "skip",
+    )  # fmt: skip
+
+
+def _param_boundaries(state: ProtocolState, param: Param) -> list[tuple[float, str, Any]]:
+    """(axis midpoint, hover text, origin config) of each probe boundary along ``param``."""
+    marks = []
+    for b in state.boundaries:
+        if b.param != param.name or b.outside is None:
+            continue
+        inside, outside = (param.values[i] for i in (b.inside, b.outside))
+        mid = _axis_value(param, (_u(param, inside) + _u(param, outside)) / 2)
+        text = (
+            f"probe boundary from trial {state.first_number(b.origin)} ({b.side} side): "
+            f"{param.label} {value_text(inside)} converged, "
+            f"{value_text(outside)} {b.outside_status}"
+        )
+        marks.append((mid, text, b.origin))
+    return marks
+
+
+def slice_figure(
+    frame: pd.DataFrame,
+    state: ProtocolState,
+    param: Param,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> go.Figure:
+    """One parameter against connectivity_R2: every seed (a seed without a value as x at 0),
+    each trial's minimum, the thresholds and the probe boundaries; running trials at 0."""
+    rows = _rows(frame, state.params)
+    us = [_u(param, v) for v in rows[param.label]]
+    rows["x"] = _spread(param, us, us)
+    seeds = [
+        (row, None if _missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v))
+        for _, row in rows.iterrows()
+        for i in _seed_indices(frame)
+        if _seed_text(row, i) is not None
+    ]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=[r["x"] for r, _ in seeds],
+            y=[0.0 if v is None else max(v, Y_FLOOR) for _, v in seeds],
+            mode="markers", name="seed", hovertext=[r["hover"] for r, _ in seeds],
+            hoverinfo="text", marker={
+                "color": [CLASS_COLORS[classify(v, thresholds)] for _, v in seeds],
+                "symbol": ["x" if v is None else "circle" for _, v in seeds],
+                "size": 6, "opacity": 0.7,
+            },
+        )
+    )  # fmt: skip
+    running = rows["state"] == "RUNNING"
+    for name, part, symbol in (
+        ("trial minimum", rows[~running], "diamond"),
+        ("running (no value yet)", rows[running], "circle-open"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=part["x"], y=part["y"], mode="markers", name=name, hoverinfo="text",
+                hovertext=part["hover"], marker={"color": part["color"], "size": 11,
+                "symbol": symbol, "line": {"color": "black", "width": 1}},
+            )
+        )  # fmt: skip
+    marks = _param_boundaries(state, param)
+    segments = [(mid, Y_FLOOR, mid, 1.0) for mid, _, _ in marks]
+    texts = [text for _, text, _ in marks]
+    fig.add_trace(
+        _segments("probe boundary", segments, texts, color="#616161", width=3, dash="dot")
+    )
+    _thresholds(fig, thresholds)
+    _legend(fig, running=running.any())
+    fig.update_layout(
+        title=f"{param.label}: connectivity_R2 of every seed and each trial's minimum",
+        xaxis=axis(param),
+        yaxis={"title": {"text": f"connectivity_R2 (below {Y_FLOOR:g} drawn at it)"}},
+        height=500,
+    )
+    return fig
+
+
+def ordered_pairs(params: Sequence[Param]) -> list[tuple[Param, Param]]:
+    """Every pair of parameters, lr_W x lr first, then in the parameters' order."""
+    pairs = list(itertools.combinations(params, 2))
+    return sorted(pairs, key=lambda pair: (pair[0].label, pair[1].label) != ("lr_W", "lr"))
+
+
+def converged_share(points: np.ndarray, shares: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """Gaussian-kernel average of the points' converged shares at each mesh point.
+
+    Args:
+        points: (n, d) distinct trial positions (grid cells), in grid steps.
+        shares: (n,) share of converged trials in each cell, so each cell weighs the same.
+        mesh: (m, d) positions to estimate at, in grid steps.
+
+    Returns:
+        (m,) estimates, NaN where the kernel weight is below MIN_WEIGHT (no cell near).
+    """
+    d2 = ((mesh[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
+    weight = np.exp(-0.5 * d2 / BANDWIDTH**2)
+    total = weight.sum(axis=1)
+    share = weight @ shares / np.maximum(total, 1e-300)
+    return np.where(total >= MIN_WEIGHT, share, np.nan)
+
+
+def _estimate_trace(rows: pd.DataFrame, x: Param, y: Param) -> go.Contour | None:
+    cells: dict[tuple[float, float], list[bool]] = defaultdict(list)
+    done = rows[rows["state"].isin(FINISHED)]
+    for a, b, cls in zip(done[x.label], done[y.label], done["class"]):
+        cell = (_u(x, a), _u(y, b))
+        if None not in cell:
+            cells[cell].append(cls == CONVERGED)
+    if not cells:
+        return None
+    steps = np.array([_step(x), _step(y)])
+    axes = [
+        np.linspace(min(_grid(p)) - s / 2, max(_grid(p)) + s / 2, MESH)
+        for p, s in zip((x, y), steps)
+    ]
+    gx, gy = np.meshgrid(*axes)
+    mesh = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    points, shares = np.array(list(cells)), np.array([np.mean(c) for c in cells.values()])
+    share = converged_share(points / steps, shares, mesh / steps).reshape(gx.shape).round(3)
+    return go.Contour(
+        x=[_axis_value(x, u) for u in axes[0]], y=[_axis_value(y, u) for u in axes[1]],
+        z=share, name="boundary estimate", showlegend=True, showscale=False,
+        hoverinfo="skip", colorscale=[[0, "black"], [1, "black"]],
+        contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
+        line={"width": 2, "dash": "dash"},
+    )  # fmt: skip
+
+
+def pair_figure(
+    frame: pd.DataFrame,
+    state: ProtocolState,
+    x: Param,
+    y: Param,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> go.Figure:
+    """Every trial placed by two parameters, coloured by class, with the robust configs, the
+    probe boundaries and the estimated working-region boundary (explained under the plot)."""
+    rows = _rows(frame, state.params)
+    us = [(_u(x, a), _u(y, b)) for a, b in zip(rows[x.label], rows[y.label])]
+    fig = go.Figure()
+    estimate = _estimate_trace(rows, x, y)
+    if estimate is not None:
+        fig.add_trace(estimate)
+    running = rows["state"] == "RUNNING"
+    fig.add_trace(
+        go.Scatter(
+            x=_spread(x, [u[0] for u in us], us), y=[_axis_value(y, u[1]) for u in us],
+            mode="markers", name="trial (colour: class)", hoverinfo="text",
+            hovertext=rows["hover"], marker={
+                "color": rows["color"], "size": 10, "line": {"color": "white", "width": 1},
+                "symbol": ["circle-open" if r else "circle" for r in running],
+            },
+        )
+    )  # fmt: skip
+    fig.add_trace(_robust_trace(state, x, y))
+    fig.add_trace(_pair_boundaries(state, x, y))
+    _legend(fig, running=running.any())
+    fig.add_annotation(
+        text=ESTIMATE_NOTE, xref="paper", yref="paper", x=0, y=-0.22, showarrow=False,
+        align="left", xanchor="left", yanchor="top", font={"size": 11},
+    )  # fmt: skip
+    fig.update_layout(
+        title=f"{x.label} x {y.label}: where training converges "
+        f"(connectivity_R2 > {thresholds.converged:g} in every seed)",
+        xaxis=axis(x), yaxis=axis(y), height=650, margin={"b": 170},
+    )  # fmt: skip
+    return fig
+
+
+def _robust_trace(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
+    robust = [c for c, s in state.status.items() if s == ROBUST]
+    values = [state.values(c) for c in robust]
+    texts = [
+        f"robust config (trials {', '.join(str(r.number) for r in state.by_config[c])}): "
+        + ", ".join(f"{p.label}={value_text(v[p.name])}" for p in state.params)
+        for c, v in zip(robust, values)
+    ]
+    return go.Scatter(
+        x=[_axis_value(x, _u(x, v[x.name])) for v in values],
+        y=[_axis_value(y, _u(y, v[y.name])) for v in values],
+        mode="markers", name="robust config", hovertext=texts, hoverinfo="text",
+        marker={"symbol": "circle-open", "size": 24, "color": "black", "line": {"width": 3}},
+    )  # fmt: skip
+
+
+def _pair_boundaries(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
+    """A bar across each probe boundary along x or y, at the origin's other value."""
+    segments, texts = [], []
+    for along, other in ((x, y), (y, x)):
+        for mid, text, origin in _param_boundaries(state, along):
+            u = _u(other, state.values(origin)[other.name])
+            lo, hi = (_axis_value(other, u + d * _step(other)) for d in (-0.4, 0.4))
+            segments.append((mid, lo, mid, hi) if along is x else (lo, mid, hi, mid))
+            texts.append(text)
+    return _segments("probe boundary", segments, texts, color="#616161", width=4)
+
+
+def walk_figure(
+    frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> go.Figure:
+    """Trial number against the objective, one marker symbol per role, a line from each trial to
+    the one it departs from, and a dotted line where each walk (start or jump) begins."""
+    rows = _rows(frame, state.params)
+    y_of = dict(zip(rows["number"], rows["y"]))
+    links = [
+        (int(parent), y_of[int(parent)], number, y_of[number])
+        for number, parent in zip(rows["number"], rows["parent"])
+        if not _missing(parent) and int(parent) in y_of
+    ]
+    fig = go.Figure(_segments("from parent", links, color="#bdbdbd", width=1))
+    roles = rows["role"].fillna("no role")
+    for role in dict.fromkeys([*ROLE_SYMBOLS, *roles]):
+        part = rows[roles == role]
+        if part.empty:
+            continue
+        symbol = ROLE_SYMBOLS.get(role, "circle-x")
+        fig.add_trace(
+            go.Scatter(
+                x=part["number"], y=part["y"], mode="markers", name=role, legendgroup="role",
+                legendgrouptitle={"text": "role"}, hoverinfo="text", hovertext=part["hover"],
+                marker={"color": part["color"], "size": 11, "line": {"color": "black", "width": 1},
+                        "symbol": [f"{symbol}-open" if s == "RUNNING" else symbol
+                                   for s in part["state"]]},
+            )
+        )  # fmt: skip
+    starts = [(w.first - 0.5, Y_FLOOR, w.first - 0.5, 1.0) for w in state.walks]
+    fig.add_trace(_segments("walk start", starts, color="#757575", dash="dot", width=1))
+    _thresholds(fig, thresholds)
+    _legend(fig, running=(rows["state"] == "RUNNING").any())
+    fig.update_layout(
+        title="The walk: each trial's objective (min connectivity_R2 over seeds; FAIL at 0)",
+        xaxis={"title": {"text": "trial number"}},
+        yaxis={"title": {"text": f"objective (below {Y_FLOOR:g} drawn at it)"}},
+        height=500,
+    )
+    return fig
+
+
+def parallel_figure(
+    frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> go.Figure:
+    """Parallel coordinates of the finished trials, coloured by the objective's class bands."""
+    rows = _rows(frame, state.params, running=False)
+    dims = [
+        {
+            "label": p.label, "values": [_u(p, v) for v in rows[p.label]], "tickvals": _grid(p),
+            "ticktext": [value_text(v) for v in p.values],
+            "range": [min(_grid(p)), max(_grid(p))],
+        }
+        for p in state.params
+    ]  # fmt: skip
+    dims.append({"label": "objective", "values": rows["y"], "range": [Y_FLOOR, 1.0]})
+    lo, hi = thresholds.failed, thresholds.converged
+    colors = [CLASS_COLORS[c] for c in (FAILED, PARTIAL, CONVERGED)]
+    scale = [[0, colors[0]], [lo, colors[0]], [lo, colors[1]], [hi, colors[1]], [hi, colors[2]],
+             [1, colors[2]]]  # fmt: skip
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dims, name="trials",
+            line={"color": rows["y"].clip(lower=0), "colorscale": scale, "cmin": 0, "cmax": 1,
+                  "showscale": True, "colorbar": {"title": {"text": "objective"}}},
+        )
+    )  # fmt: skip
+    n_running = int((frame["state"] == "RUNNING").sum())
+    fig.update_layout(
+        title=f"All {len(rows)} finished trials ({n_running} running not shown), "
+        "coloured by class; FAIL at 0",
+        height=500,
+    )
+    return fig

@@ -1,0 +1,270 @@
+"""Study maps, pages, the report command and the notebooks, on synthetic studies in storage."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from gnn_convergence import report
+from gnn_convergence.figures import CLASS_COLORS
+from gnn_convergence.study import maps
+from gnn_convergence.study.demo import demo_study
+from gnn_convergence.study.protocol import ROBUST, protocol_state
+from gnn_convergence.study.records import trials_frame
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+PLOTLY_JS = "plotly.js v"  # the banner of the inlined library
+
+
+class Demo:
+    """A synthetic study with its parameters, trial table and protocol state."""
+
+    def __init__(self, study: optuna.Study, params: list) -> None:
+        self.study, self.params = study, params
+        self.frame = trials_frame(study, params)
+        self.state = protocol_state(study.get_trials(deepcopy=False), params)
+        self.param = {p.label: p for p in params}
+
+
+def with_fail_and_running(n_trials: int) -> optuna.Study:
+    """A demo study, then a FAIL trial (an error) and a RUNNING one, asked as the sweeper does."""
+    study, params = demo_study(n_trials=n_trials)
+    distributions = {p.name: p.distribution for p in params}
+    trial = study.ask(distributions)
+    trial.set_user_attr("error", "RuntimeError: boom <here>")
+    study.tell(trial, state=TrialState.FAIL)
+    study.ask(distributions)
+    return study
+
+
+@pytest.fixture(scope="module")
+def demo() -> Demo:
+    return Demo(*demo_study(n_trials=30))
+
+
+@pytest.fixture(scope="module")
+def mixed() -> Demo:
+    study = with_fail_and_running(10)
+    return Demo(study, report.study_params(study))
+
+
+def by_name(fig, name: str):
+    return next(t for t in fig.data if t.name == name)
+
+
+def points(trace) -> list:
+    return [x for x in trace.x if x is not None]
+
+
+def test_the_demo_study_has_robust_configs_and_probe_boundaries(demo: Demo) -> None:
+    assert ROBUST in demo.state.status.values()
+    assert any(b.outside is not None for b in demo.state.boundaries)
+    assert report.study_params(demo.study) == demo.params
+
+
+def test_a_slice_has_every_seed_each_minimum_thresholds_and_probe_boundaries(demo: Demo) -> None:
+    param = demo.param["lr_W"]
+    fig = maps.slice_figure(demo.frame, demo.state, param)
+    names = {t.name for t in fig.data}
+    assert {"seed", "trial minimum", "probe boundary", "converged", "partial", "failed"} <= names
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]
+    assert len(by_name(fig, "seed").x) == 3 * len(demo.frame)
+    minimum = by_name(fig, "trial minimum")
+    assert list(minimum.marker.color) == [CLASS_COLORS[c] for c in demo.frame["class"]]
+    expected = sorted(
+        math.sqrt(param.values[b.inside] * param.values[b.outside])
+        for b in demo.state.boundaries
+        if b.param == param.name and b.outside is not None
+    )
+    drawn = sorted(set(points(by_name(fig, "probe boundary"))))
+    assert expected and drawn == pytest.approx(expected)
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_axes_are_log_where_the_grid_is_with_a_leading_zero_a_decade_below(demo: Demo) -> None:
+    l1 = maps.axis(demo.param["coeff_W_L1"])
+    assert l1["type"] == "log" and l1["ticktext"][:2] == ["0", "1e-06"]
+    assert l1["tickvals"][0] == pytest.approx(1e-7)
+    batch = maps.axis(demo.param["batch_size"])
+    assert batch["type"] == "linear" and batch["ticktext"] == ["1", "4", "8", "16"]
+
+
+def test_pairwise_maps_start_with_lr_w_x_lr_and_show_the_estimate_and_probes(demo: Demo) -> None:
+    pairs = maps.ordered_pairs(demo.params)
+    assert len(pairs) == 6 and (pairs[0][0].label, pairs[0][1].label) == ("lr_W", "lr")
+    fig = maps.pair_figure(demo.frame, demo.state, *pairs[0])
+    estimate = by_name(fig, "boundary estimate")
+    assert estimate.type == "contour" and estimate.contours.start == 0.5
+    z = np.array(estimate.z, dtype=float)
+    assert np.nanmin(z) < 0.5 < np.nanmax(z)
+    assert "Gaussian-kernel" in fig.layout.annotations[0].text
+    robust = [c for c, s in demo.state.status.items() if s == ROBUST]
+    assert len(by_name(fig, "robust config").x) == len(robust)
+    along = [
+        b
+        for b in demo.state.boundaries
+        if b.param in (pairs[0][0].name, pairs[0][1].name) and b.outside is not None
+    ]
+    assert len(points(by_name(fig, "probe boundary"))) == 2 * len(along)
+    trials = by_name(fig, "trial (colour: class)")
+    assert len(trials.x) == len(demo.frame)
+    hover = trials.hovertext[0]
+    assert "lr_W=" in hover and "coeff_W_L1=" in hover and "seed 0: connectivity_R2" in hover
+    assert "folder: demo/demo/trial_0" in hover
+
+
+def test_converged_share_averages_cells_and_is_blank_far_from_every_trial() -> None:
+    cells = np.array([[0.0, 0.0], [1.0, 0.0]])
+    share = maps.converged_share(cells, np.array([1.0, 0.0]), np.array([[0.5, 0], [0, 0], [9, 9]]))
+    assert share[0] == pytest.approx(0.5) and share[1] > 0.5 and math.isnan(share[2])
+
+
+def test_the_walk_shows_roles_parent_links_and_walk_starts(demo: Demo) -> None:
+    fig = maps.walk_figure(demo.frame, demo.state)
+    names = {t.name for t in fig.data}
+    assert set(demo.frame["role"]) <= names
+    n_links = demo.frame["parent"].notna().sum()
+    assert len(by_name(fig, "from parent").x) == 3 * n_links
+    assert len(points(by_name(fig, "walk start"))) == 2 * len(demo.state.walks)
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1, 0.9]
+
+
+def test_parallel_coordinates_have_every_parameter_and_the_objective(demo: Demo) -> None:
+    fig = maps.parallel_figure(demo.frame, demo.state)
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == [*demo.param, "objective"]
+    assert len(dims[-1]["values"]) == len(demo.frame)
+
+
+def test_failed_and_running_trials_are_drawn_at_zero(mixed: Demo) -> None:
+    fig = maps.slice_figure(mixed.frame, mixed.state, mixed.param["lr"])
+    running = by_name(fig, "running (no value yet)")
+    assert list(running.y) == [0.0] and list(running.marker.color) == [maps.PENDING_COLOR]
+    minimum = by_name(fig, "trial minimum")
+    fail = next(h for h in minimum.hovertext if "boom" in h)
+    assert "FAIL: RuntimeError: boom &lt;here&gt;" in fail
+    assert minimum.y[list(minimum.hovertext).index(fail)] == 0.0
+    walk = maps.walk_figure(mixed.frame, mixed.state)
+    assert "running" in {t.name for t in walk.data}
+    pair = maps.pair_figure(mixed.frame, mixed.state, mixed.param["lr_W"], mixed.param["lr"])
+    assert list(by_name(pair, "trial (colour: class)").marker.symbol).count("circle-open") == 1
+    parallel = maps.parallel_figure(mixed.frame, mixed.state)
+    assert len(parallel.data[0].dimensions[0]["values"]) == len(mixed.frame) - 1
+
+
+def test_pages_are_self_contained_and_the_dashboard_gets_the_map(demo: Demo, tmp_path) -> None:
+    path = report.write_study_figures(demo.study, demo.params, tmp_path)
+    assert path == tmp_path / report.REPORT_HTML
+    for name in [*report.PAGES, "report"]:
+        html = (tmp_path / f"{name}.html").read_text()
+        assert html.count(PLOTLY_JS) >= 1 and '<script src="http' not in html
+    page = path.read_text()
+    assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1
+    assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page
+    attrs = demo.study._storage.get_study_system_attrs(demo.study._study_id)
+    assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def test_optuna_dashboard_serves_the_boundary_map_from_sqlite(tmp_path) -> None:
+    from optuna_dashboard import wsgi
+
+    storage = sqlite_copy(demo_study(n_trials=8)[0], tmp_path)
+    study = optuna.load_study(study_name="demo", storage=storage)
+    report.write_study_figures(study, report.study_params(study), tmp_path / "out")
+    server = make_server("127.0.0.1", 0, wsgi(storage), handler_class=_Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api/studies/{study._study_id}?after=0"
+        detail = json.load(urllib.request.urlopen(url, timeout=30))
+    finally:
+        server.shutdown()
+    graphs = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
+    names = {trace.get("name") for trace in graphs[report.DASHBOARD_MAP_ID]["data"]}
+    assert {"boundary estimate", "robust config", "probe boundary"} <= names
+
+
+def sqlite_copy(study: optuna.Study, folder: Path) -> str:
+    storage = f"sqlite:///{folder}/studies.db"
+    optuna.copy_study(
+        from_study_name=study.study_name, from_storage=study._storage, to_storage=storage
+    )
+    return storage
+
+
+def run_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gnn_convergence.report", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def test_report_command_on_a_finished_study_writes_into_the_default_folder(tmp_path) -> None:
+    storage = sqlite_copy(demo_study(n_trials=20)[0], tmp_path)
+    proc = run_report(storage, "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "outputs" / "studies" / "demo"  # the trial folders are not here
+    assert Path(proc.stdout.strip()) == Path("outputs/studies/demo/report.html")
+    for name in ("report.html", "analysis.md", "trials.csv", *(f"{p}.html" for p in report.PAGES)):
+        assert (folder / name).is_file(), name
+    assert "# Summary" in (folder / "analysis.md").read_text()
+
+
+def test_report_command_on_a_study_with_failed_and_running_trials(tmp_path) -> None:
+    storage = sqlite_copy(with_fail_and_running(10), tmp_path)
+    proc = run_report(storage, "demo", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "RUNNING" in page and "running (no value yet)" in page and "boom" in page
+    csv = (tmp_path / "out" / "trials.csv").read_text()
+    assert ",FAIL," in csv and ",RUNNING," in csv
+
+
+def test_report_command_names_a_missing_study_or_file(tmp_path) -> None:
+    storage = sqlite_copy(demo_study(n_trials=2)[0], tmp_path)
+    proc = run_report(storage, "other", cwd=tmp_path)
+    assert proc.returncode == 2 and "no study 'other'" in proc.stderr and "demo" in proc.stderr
+    proc = run_report(f"sqlite:///{tmp_path}/none.db", "demo", cwd=tmp_path)
+    assert proc.returncode == 2 and "no SQLite file" in proc.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+@pytest.mark.parametrize(
+    "notebook", sorted((ROOT / "notebooks").glob("*.py")), ids=lambda p: p.name
+)
+def test_every_notebook_runs_on_its_tiny_default(notebook: Path, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GNN_STUDY_")}
+    proc = subprocess.run(
+        [sys.executable, str(notebook)], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, env={**env, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_report_renders_in_headless_chromium() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "render_report.py")],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
