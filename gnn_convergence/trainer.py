@@ -121,7 +121,7 @@ def train(
     delta = data.delta[data.index]  # (K,)
     true_w = data.true_w[data.index]  # (K, N, N)
     optimizer = make_optimizer(model, cfg)
-    loss_fn = torch.compile(loss_terms, dynamic=False) if cfg.compile else loss_terms
+    loss_fn = _compiled_loss() if cfg.compile else loss_terms
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged = torch.full((k,), -1, dtype=torch.long, device=device)
     epoch_loss = torch.zeros(k, device=device)
@@ -173,6 +173,14 @@ def train(
         n_steps=n_steps,
         seconds=time.perf_counter() - start,
     )
+
+
+def _compiled_loss():
+    """loss_terms compiled afresh: every run builds a new model, which would fail the guards of
+    the previous run's graph and, after a few trials in one process, exhaust the recompile
+    limit and silently fall back to eager."""
+    torch.compiler.reset()
+    return torch.compile(loss_terms, dynamic=False)
 
 
 def _report(bar: tqdm, step: int, loss: torch.Tensor, r2: torch.Tensor) -> None:
