@@ -102,6 +102,17 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
     assert (tmp_path / "study" / "trial_3" / "analysis.log").exists()
 
 
+def test_parallel_jobs_through_the_joblib_launcher(tmp_path):
+    sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+          "hydra.sweeper.n_trials=2", *SHORT)  # fmt: skip
+    trials = load(tmp_path).get_trials()
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert [t.user_attrs["role"] for t in trials] == ["start", "move"]
+    assert trials[0].params != trials[1].params
+    for t in trials:
+        assert (tmp_path / "study" / f"trial_{t.number}" / "metrics.json").exists()
+
+
 def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
     sweep(tmp_path, "hydra.sweeper.n_trials=2", "device=cuda:7", *SHORT)
     trials = load(tmp_path).get_trials()
