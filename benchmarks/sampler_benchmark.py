@@ -5,7 +5,7 @@ Usage::
     python benchmarks/sampler_benchmark.py [--seeds 200] [--budgets 30 60] [--noise 0.2 0.33]
         [--reruns 2 3] [--trials 100 300 1000]
 
-No training. The objective is synthetic, over the study's default grid (``SPACE``: lr_W 7
+No training. The objective is synthetic, over the study's default grid (``SEED_SPACE``: lr_W 7
 values, lr 4, coeff_W_L1 8, batch_size 4; 896 configs). It is converged (0.95) inside ``BOX``, a
 box of grid indices, and 0.85 - 0.1 per grid step (L1 distance in indices) outside it, floored at
 0: partial (0.75 .. 0.15) up to 7 steps away, failed from 8 steps on. A run inside the box fails
@@ -73,17 +73,12 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from gnn_convergence.outcome import CONVERGED, classify
+from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.protocol import ROBUST, protocol_state
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import parse_space, snap_index
 
-SPACE = {
-    "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
-    "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
-    "training.coeff_W_L1": "interval(0, 1e-4)",
-    "training.batch_size": "choice(1, 4, 8, 16)",
-}
-PARAMS = parse_space(SPACE)
+PARAMS = parse_space(SEED_SPACE)
 BOX = ((4, 5), (1, 2), (4, 6), (1, 2))
 START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
 START_CONFIG = tuple(snap_index(p, START[p.label]) for p in PARAMS)

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, classify
 from gnn_convergence.study import sampler as sampler_module
+from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.protocol import (
     DECISION_ATTR,
     ROBUST,
@@ -34,13 +35,7 @@ from gnn_convergence.study.space import Param, fingerprint, index_of, parse_spac
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-SPACE = {
-    "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
-    "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
-    "training.coeff_W_L1": "interval(0, 1e-4)",
-    "training.batch_size": "choice(1, 4, 8, 16)",
-}
-PARAMS = parse_space(SPACE)
+PARAMS = parse_space(SEED_SPACE)
 SIZES = [len(p.values) for p in PARAMS]
 BOX = ((2, 4), (1, 2), (0, 3), (1, 3))
 INSIDE = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
@@ -211,7 +206,7 @@ def test_a_jump_lands_at_the_farthest_config(noisy: optuna.Study) -> None:
 
 def test_only_grid_values_are_proposed(noisy: optuna.Study) -> None:
     for trial in noisy.trials:
-        assert set(trial.params) == set(SPACE)
+        assert set(trial.params) == set(SEED_SPACE)
         for param in PARAMS:
             value = trial.params[param.name]
             assert type(value) in (float, int) and value in param.values
@@ -313,7 +308,7 @@ def test_enqueued_trials_are_respected() -> None:
 
 def test_a_preset_waiting_trial_is_recorded_as_enqueued() -> None:
     study = optuna.create_study(sampler=ProtocolSampler(PARAMS, start=INSIDE))
-    values = dict(zip(SPACE, (5e-3, 1e-4, 0.0, 1), strict=True))
+    values = dict(zip(SEED_SPACE, (5e-3, 1e-4, 0.0, 1), strict=True))
     preset = optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=values,

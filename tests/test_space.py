@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.space import (
     check_space,
     fingerprint,
@@ -13,13 +16,6 @@ from gnn_convergence.study.space import (
     snap,
     value_text,
 )
-
-STUDY_SPACE = {
-    "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
-    "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
-    "training.coeff_W_L1": "interval(0, 1e-4)",
-    "training.batch_size": "choice(1, 4, 8, 16)",
-}
 
 
 def one(text: str, key: str = "training.x"):
@@ -71,14 +67,14 @@ def test_choice_keeps_item_order() -> None:
 
 
 def test_labels() -> None:
-    labels = [p.label for p in parse_space(STUDY_SPACE)]
+    labels = [p.label for p in parse_space(SEED_SPACE)]
     assert labels == ["lr_W", "lr", "coeff_W_L1", "batch_size"]
     emb = one("tag(log, interval(1e-4, 1e-3))", "training.learning_rate_embedding_start")
     assert emb.label == "lr_emb"
 
 
 def test_every_value_is_plain_and_inside_its_distribution() -> None:
-    space = {**STUDY_SPACE, "a.b": "interval(0.1, 0.7)", "a.c": "range(1, 10, 3)"}
+    space = {**SEED_SPACE, "a.b": "interval(0.1, 0.7)", "a.c": "range(1, 10, 3)"}
     for param in parse_space(space):
         for value in param.values:
             assert type(value) in (float, int)
@@ -106,7 +102,7 @@ def test_errors_name_the_key(text: str, message: str) -> None:
 
 
 def test_snap_log_grid() -> None:
-    lr_w = parse_space(STUDY_SPACE)[0]
+    lr_w = parse_space(SEED_SPACE)[0]
     assert snap(lr_w, 1.5e-3) == 2e-3
     assert snap(lr_w, 1.2e-3) == 1e-3
     assert snap(lr_w, 1.0) == 1e-2
@@ -114,7 +110,7 @@ def test_snap_log_grid() -> None:
 
 
 def test_snap_zero_plus_log_grid() -> None:
-    coeff = parse_space(STUDY_SPACE)[2]
+    coeff = parse_space(SEED_SPACE)[2]
     assert snap(coeff, 0) == 0.0
     assert snap(coeff, 3e-7) == 0.0
     assert snap(coeff, 8e-7) == 1e-6
@@ -124,14 +120,14 @@ def test_snap_zero_plus_log_grid() -> None:
 
 def test_snap_linear_and_choice() -> None:
     assert snap(one("interval(0.1, 0.7)"), 0.26) == 0.3
-    batch = parse_space(STUDY_SPACE)[3]
+    batch = parse_space(SEED_SPACE)[3]
     assert snap(batch, 8) == 8
     with pytest.raises(ValueError, match=r"training.batch_size.*\[1, 4, 8, 16\]"):
         snap(batch, 3)
 
 
 def test_index_of_is_exact() -> None:
-    lr_w, _, coeff, batch = parse_space(STUDY_SPACE)
+    lr_w, _, coeff, batch = parse_space(SEED_SPACE)
     assert index_of(lr_w, 0.001) == 3
     assert index_of(lr_w, 0.0015) is None
     assert index_of(coeff, 0) == 0
@@ -140,12 +136,12 @@ def test_index_of_is_exact() -> None:
 
 
 def test_fingerprint_is_stable_and_sensitive() -> None:
-    space = parse_space(STUDY_SPACE)
-    assert fingerprint(space) == fingerprint(parse_space(dict(STUDY_SPACE)))
+    space = parse_space(SEED_SPACE)
+    assert fingerprint(space) == fingerprint(parse_space(dict(SEED_SPACE)))
     assert fingerprint(space) == "f6a6f36e73fc"
-    wider = {**STUDY_SPACE, "training.coeff_W_L1": "interval(0, 1e-3)"}
+    wider = {**SEED_SPACE, "training.coeff_W_L1": "interval(0, 1e-3)"}
     assert fingerprint(parse_space(wider)) != fingerprint(space)
-    renamed = {k.replace("training.", "train."): v for k, v in STUDY_SPACE.items()}
+    renamed = {k.replace("training.", "train."): v for k, v in SEED_SPACE.items()}
     assert fingerprint(parse_space(renamed)) != fingerprint(space)
 
 
@@ -162,7 +158,7 @@ CONFIG = {
 
 
 def test_check_space_accepts_the_study_space() -> None:
-    check_space(parse_space(STUDY_SPACE), CONFIG)
+    check_space(parse_space(SEED_SPACE), CONFIG)
 
 
 def test_check_space_rejects_unknown_keys() -> None:
@@ -187,3 +183,11 @@ def test_value_text() -> None:
         "8",
         "adam",
     ]
+
+
+def test_the_default_study_file_sweeps_the_seed_space():
+    import yaml
+
+    path = Path(__file__).parents[1] / "sweeps" / "convergence.yaml"
+    study = yaml.safe_load(path.read_text())
+    assert study["hydra"]["sweeper"]["params"] == SEED_SPACE

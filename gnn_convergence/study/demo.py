@@ -18,13 +18,14 @@ from gnn_convergence.outcome import classify, run_value
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, parse_space, record_space
 
-DEMO_SPACE = {
+# The seed's search space and start (shared/seed/convergence-study.md); sweeps/convergence.yaml
+SEED_SPACE = {
     "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
     "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
     "training.coeff_W_L1": "interval(0, 1e-4)",
     "training.batch_size": "choice(1, 4, 8, 16)",
 }
-DEMO_START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
+SEED_START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
 
 
 def demo_study(
@@ -39,12 +40,12 @@ def demo_study(
     (3e-3, 3e-4), shrunk by a large coeff_W_L1 or batch_size 1; at lr_W 1e-2 a seed may diverge
     (no value), making the trial a FAIL as in the sweeper. Trial folders are named, not created.
     """
-    params = parse_space(DEMO_SPACE)
-    sampler = ProtocolSampler(params, start=DEMO_START, seed=seed)
+    params = parse_space(SEED_SPACE)
+    sampler = ProtocolSampler(params, start=SEED_START, seed=seed)
     study = optuna.create_study(
         study_name=study_name, storage=storage, sampler=sampler, direction="maximize"
     )
-    record_space(study, DEMO_SPACE, params)
+    record_space(study, SEED_SPACE, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
         seeds = _demo_seeds(trial.params, np.random.default_rng([seed, trial.number, 7]))
