@@ -72,7 +72,7 @@ def write_run(
         },
         out_dir / WEIGHTS,
     )
-    run_figure(result, model, datasets, cfg).write_html(out_dir / FIGURE, include_plotlyjs="cdn")
+    run_figure(result, model, datasets, cfg).write_html(out_dir / FIGURE, include_plotlyjs=True)
 
 
 @torch.no_grad()

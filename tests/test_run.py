@@ -47,6 +47,7 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     model.load_state_dict(weights["state_dict"])
     html = (out / artifacts.FIGURE).read_text()
     assert "plotly" in html and "learned W" in html
+    assert '<script src="http' not in html  # self-contained: opens offline
 
 
 def test_cli_writes_the_run_folder(tmp_path):
