@@ -455,3 +455,19 @@ def test_an_exhausted_grid_keeps_proposing() -> None:
 def test_one_converged_run_is_robust_when_n_validate_is_1() -> None:
     study = run_study(3, Region(), start=INSIDE, n_validate=1)
     assert [decision(t)[0] for t in study.trials] == ["start", "probe", "probe"]
+
+
+@pytest.mark.parametrize(("reported", "role"), [(False, "start"), (True, "retry")])
+def test_a_trial_killed_before_reporting_is_run_again_not_counted(reported, role):
+    study = optuna.create_study(
+        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
+    )
+    distributions = {p.name: p.distribution for p in PARAMS}
+    first = study.ask(distributions)
+    first.set_user_attr("reported", reported)
+    study.tell(first, state=TrialState.FAIL)
+    second = study.ask(distributions)
+    assert second.user_attrs["role"] == role
+    assert second.params == first.params
+    state = protocol_state(study.get_trials(), PARAMS)
+    assert [r.number for r in state.runs] == ([0, 1] if reported else [1])

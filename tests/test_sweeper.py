@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -21,21 +24,20 @@ from gnn_convergence.study.seeding import trial_seeds
 SHORT = ["training.data_augmentation_loop=2"]  # 1,000 steps a run: a quick, real trial
 
 
-def sweep(tmp_path, *overrides, check=True):
-    """Run `python -m gnn_convergence.train -m sweeps=quick` into tmp_path."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "gnn_convergence.train",
-        "-m",
-        "sweeps=quick",
-        "progress=false",
+def sweep_command(tmp_path):
+    """`python -m gnn_convergence.train -m sweeps=quick`, storage and folders in tmp_path."""
+    return [
+        sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=quick", "progress=false",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
-        f"hydra.sweep.dir={tmp_path}/study",
-        f"paths.cache_dir={tmp_path}/cache",
-        *overrides,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        f"hydra.sweep.dir={tmp_path}/study", f"paths.cache_dir={tmp_path}/cache",
+    ]  # fmt: skip
+
+
+def sweep(tmp_path, *overrides, check=True):
+    """Run the quick study with overrides into tmp_path."""
+    proc = subprocess.run(
+        [*sweep_command(tmp_path), *overrides], capture_output=True, text=True, timeout=600
+    )
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -100,6 +102,32 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
     assert [t.number for t in resumed] == [0, 1, 2, 3]
     assert resumed[0].datetime_start == trials[0].datetime_start
     assert (tmp_path / "study" / "trial_3" / "analysis.log").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path):
+    fast_heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    overrides = ["hydra.sweeper.n_trials=2", *fast_heartbeat, *SHORT]
+    cmd = [*sweep_command(tmp_path), *overrides]
+    with open(tmp_path / "killed.log", "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 300
+            while not (tmp_path / "study" / "trial_0" / "train.log").exists():
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    time.sleep(4)  # past the grace period: the killed trial's heartbeat is stale
+    sweep(tmp_path, *overrides)
+    trials = load(tmp_path).get_trials()
+    killed = trials[0]
+    assert killed.state == optuna.trial.TrialState.FAIL
+    assert killed.user_attrs["reported"] is False
+    assert trials[1].user_attrs["role"] == "start" and trials[1].params == killed.params
+    assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert "killed before its job reported" in (tmp_path / "study" / "analysis.md").read_text()
 
 
 def test_parallel_jobs_through_the_joblib_launcher(tmp_path):

@@ -28,6 +28,7 @@ from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, clas
 from gnn_convergence.study.space import Param, fingerprint
 
 DECISION_ATTR = "protocol:decision"
+REPORTED_ATTR = "reported"  # False on a launched trial until its job has returned
 START, MOVE, RETRY, VALIDATE, PROBE, JUMP, ENQUEUED = (
     "start",
     "move",
@@ -186,8 +187,10 @@ def protocol_state(
 ) -> ProtocolState:
     """Replay decided trials into the protocol's state.
 
-    Trials without a decision, with another space fingerprint, off-grid enqueued trials and
-    waiting trials are ignored. RUNNING trials are pending runs; FAIL and PRUNED ones are failed.
+    Trials without a decision, with another space fingerprint, off-grid enqueued trials,
+    waiting trials and FAIL trials whose job never reported (``reported`` user attribute False:
+    a killed or interrupted job) are ignored. RUNNING trials are pending runs; other FAIL and
+    PRUNED ones are failed.
 
     Args:
         trials: Trials of the study, any order (e.g. ``study.get_trials(deepcopy=False)``).
@@ -232,6 +235,8 @@ def _run(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Run | None:
         return None
     if not decision.get("on_grid", True) or trial.state == TrialState.WAITING:
         return None
+    if trial.state == TrialState.FAIL and trial.user_attrs.get(REPORTED_ATTR) is False:
+        return None  # killed or interrupted before its job reported: no run, decide it again
     value = trial.value if trial.state == TrialState.COMPLETE else None
     if trial.state == TrialState.RUNNING:
         outcome = None

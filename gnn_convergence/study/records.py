@@ -24,6 +24,7 @@ from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, clas
 from gnn_convergence.study.protocol import (
     DECISION_ATTR,
     DEFAULT_THRESHOLDS,
+    REPORTED_ATTR,
     ROBUST,
     START,
     UNSTABLE,
@@ -172,7 +173,10 @@ def _metrics(trial: FrozenTrial, seeds: list[dict]) -> str:
 
 
 def _error(trial: FrozenTrial) -> str:
-    default = "pruned" if trial.state == TrialState.PRUNED else "none recorded"
+    if trial.user_attrs.get(REPORTED_ATTR) is False:
+        default = "killed before its job reported; the protocol runs it again"
+    else:
+        default = "pruned" if trial.state == TrialState.PRUNED else "none recorded"
     return " ".join(str(trial.user_attrs.get("error") or default).split())
 
 

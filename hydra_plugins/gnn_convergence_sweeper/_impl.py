@@ -25,14 +25,13 @@ from optuna.trial import TrialState
 from gnn_convergence.config import ConfigError, to_run_config
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.report import write_study_figures
+from gnn_convergence.study.protocol import REPORTED_ATTR
 from gnn_convergence.study.records import write_records
 from gnn_convergence.study.seeding import trial_seeds
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 30
-GRACE_S = 120
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
 
 
@@ -51,6 +50,8 @@ class ProtocolSweeperImpl(Sweeper):
         seed_mode: str,
         n_seeds: int,
         n_data: int,
+        heartbeat_interval: int,
+        grace_period: int,
         defaults: Any = None,
     ) -> None:
         if n_trials < 0 or n_jobs < 1:
@@ -66,6 +67,7 @@ class ProtocolSweeperImpl(Sweeper):
         self.params = dict(params or {})
         self.thresholds = Thresholds(**thresholds)
         self.seed_mode, self.n_seeds, self.n_data = seed_mode, n_seeds, n_data
+        self.heartbeat = (heartbeat_interval, grace_period)
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -118,7 +120,7 @@ class ProtocolSweeperImpl(Sweeper):
         space: Sequence[Param],
         n_validate: int,
     ) -> optuna.Study:
-        storage = open_storage(self.storage_url)
+        storage = open_storage(self.storage_url, *self.heartbeat)
         study = optuna.create_study(
             study_name=self.study_name,
             storage=storage,
@@ -152,7 +154,7 @@ class ProtocolSweeperImpl(Sweeper):
             try:
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             except KeyboardInterrupt:
-                for trial in trials:
+                for trial in trials:  # not reported: the protocol will run it again
                     trial.set_user_attr("error", "interrupted (KeyboardInterrupt)")
                     study.tell(trial, state=TrialState.FAIL)
                 raise
@@ -169,6 +171,7 @@ class ProtocolSweeperImpl(Sweeper):
             ("seeds", seeds),
             ("data_seeds", data_seeds),
             ("folder", str(folder)),
+            (REPORTED_ATTR, False),
         ):
             trial.set_user_attr(key, value)
         overrides = [f"{p.name}={trial.params[p.name]!r}" for p in space]
@@ -212,13 +215,18 @@ def check_values(space: Sequence[Param], base: DictConfig) -> None:
                 ) from err
 
 
-def open_storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """An RDB storage with heartbeats (so a killed job's trial is failed), or in-memory."""
+def open_storage(
+    url: str | None, heartbeat_interval: int, grace_period: int
+) -> optuna.storages.BaseStorage | None:
+    """An RDB storage with heartbeats, or in-memory: a trial whose heartbeat stopped for
+    grace_period seconds (a killed job) is failed by the next ask of any worker."""
     if not url:
         return None
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+    return optuna.storages.RDBStorage(
+        url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+    )
 
 
 def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
@@ -246,6 +254,7 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[
 
 def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> None:
     """Store the job's numbers on the trial and tell Optuna; an error makes a FAIL trial."""
+    trial.set_user_attr(REPORTED_ATTR, True)
     try:
         result = ret.return_value
     except Exception as err:  # the job's own exception, re-raised by Hydra
@@ -280,4 +289,6 @@ def _finite(value: Any) -> Any:
 
 
 def _n_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Finished trials that count toward n_trials: a killed job's trial does not."""
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    return sum(t.user_attrs.get(REPORTED_ATTR) is not False for t in trials)

@@ -53,6 +53,8 @@ class ProtocolSweeperConf:
     seed_mode: str = "rerun"
     n_seeds: int = 3
     n_data: int = 1
+    heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
+    grace_period: int = 120  # a trial without a heartbeat for this long was killed: failed
 
 
 ConfigStore.instance().store(
