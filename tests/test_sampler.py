@@ -236,17 +236,24 @@ def test_an_interrupted_study_resumes_exactly(tmp_path) -> None:
 
 def _worker(url: str, n_trials: int) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    sqlite = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    storage = optuna.storages.RDBStorage(url, engine_kwargs=sqlite)
     sampler = ProtocolSampler(PARAMS, start=OUTSIDE)
     study = optuna.load_study(study_name="workers", storage=storage, sampler=sampler)
     study.optimize(Region(noise=0.2, sleep=0.1), n_trials=n_trials)
 
 
-def test_two_workers_never_run_the_same_proposal(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path}/workers.db"
+@pytest.mark.parametrize(("backend", "n_workers"), [("sqlite", 2), ("postgres", 3)])
+def test_workers_never_run_the_same_proposal(tmp_path, request, backend, n_workers) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path}/workers.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
     optuna.create_study(study_name="workers", storage=url, direction="maximize")
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_worker, args=(url, 15)) for _ in range(2)]
+    workers = [
+        context.Process(target=_worker, args=(url, 30 // n_workers)) for _ in range(n_workers)
+    ]
     for worker in workers:
         worker.start()
     for worker in workers:

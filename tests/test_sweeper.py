@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import optuna
@@ -43,8 +44,13 @@ def sweep(tmp_path, *overrides, check=True):
     return proc
 
 
-def load(tmp_path):
-    return optuna.load_study(study_name="quick", storage=f"sqlite:///{tmp_path}/studies.db")
+def load(tmp_path, overrides=()):
+    """The quick study, from the storage the overrides name (else tmp_path's SQLite file)."""
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    for override in overrides:
+        if override.startswith("hydra.sweeper.storage="):
+            storage = override.split("=", 1)[1]
+    return optuna.load_study(study_name="quick", storage=storage)
 
 
 def test_plugins_are_discovered():
@@ -105,9 +111,12 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path, request, backend):
     fast_heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
     overrides = ["hydra.sweeper.n_trials=2", *fast_heartbeat, *SHORT]
+    if backend == "postgres":
+        overrides.append(f"hydra.sweeper.storage={request.getfixturevalue('postgres_url')}")
     cmd = [*sweep_command(tmp_path), *overrides]
     with open(tmp_path / "killed.log", "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
@@ -121,13 +130,33 @@ def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path):
             proc.wait()
     time.sleep(4)  # past the grace period: the killed trial's heartbeat is stale
     sweep(tmp_path, *overrides)
-    trials = load(tmp_path).get_trials()
+    trials = load(tmp_path, overrides).get_trials()
     killed = trials[0]
     assert killed.state == optuna.trial.TrialState.FAIL
     assert killed.user_attrs["reported"] is False
     assert trials[1].user_attrs["role"] == "start" and trials[1].params == killed.params
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
     assert "killed before its job reported" in (tmp_path / "study" / "analysis.md").read_text()
+
+
+def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
+    storage = f"hydra.sweeper.storage={postgres_url}"
+    sweep(tmp_path, storage, "hydra.sweeper.n_trials=0")  # create the study once, run nothing
+    assert load(tmp_path, [storage]).get_trials() == []
+    cmd = [*sweep_command(tmp_path), storage, "hydra.sweeper.n_trials=4", *SHORT]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
+    trials = load(tmp_path, [storage]).get_trials()
+    assert len(trials) >= 4
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    folders = [t.user_attrs["folder"] for t in trials]
+    assert len(set(folders)) == len(folders)
+    assert all((Path(f) / "metrics.json").exists() for f in folders)
+    firsts = [(t.user_attrs["role"], tuple(t.params.values())) for t in trials
+              if t.user_attrs["role"] in ("start", "move", "probe", "jump")]  # fmt: skip
+    assert len(firsts) == len(set(firsts))
 
 
 def test_parallel_jobs_through_the_joblib_launcher(tmp_path):
@@ -161,6 +190,10 @@ def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
         ("training.batch_size=choice(0,8)", "training.batch_size"),
         ("training.learning_rate_start=interval(1e-3,1e-4)", "training.learning_rate_start"),
         ("hydra.sweeper.seed_mode=often", "seed_mode"),
+        (
+            "hydra.sweeper.storage=postgresql://postgres@127.0.0.1:1/none",
+            "cannot open the study storage postgresql://postgres@127.0.0.1:1/none",
+        ),
     ],
 )
 def test_a_bad_study_fails_before_any_trial(tmp_path, override, message):

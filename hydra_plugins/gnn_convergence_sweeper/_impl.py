@@ -219,14 +219,26 @@ def open_storage(
     url: str | None, heartbeat_interval: int, grace_period: int
 ) -> optuna.storages.BaseStorage | None:
     """An RDB storage with heartbeats, or in-memory: a trial whose heartbeat stopped for
-    grace_period seconds (a killed job) is failed by the next ask of any worker."""
+    grace_period seconds (a killed job) is failed by the next ask of any worker.
+
+    Raises:
+        StorageError: The storage cannot be reached or opened (before any training).
+    """
     if not url:
         return None
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.RDBStorage(
-        url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-    )
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
+        )
+    except Exception as err:  # driver missing, server down, bad credentials, bad URL
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"cannot open the study storage {url}: {first}") from err
+
+
+class StorageError(RuntimeError):
+    """The study storage cannot be opened."""
 
 
 def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
