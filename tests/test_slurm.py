@@ -115,7 +115,7 @@ def test_the_worker_array_asks_one_gpu_per_task() -> None:
     assert SBATCH.read_text().startswith("#!/bin/bash\n# ")
 
 
-def worker_env(tmp_path: Path, storage: str, **extra: str) -> dict[str, str]:
+def worker_env(storage: str, **extra: str) -> dict[str, str]:
     env = {**os.environ, "GNN_STUDY_STORAGE": storage, "GNN_STUDY_NAME": "slurm", **extra}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
@@ -123,10 +123,9 @@ def worker_env(tmp_path: Path, storage: str, **extra: str) -> dict[str, str]:
 
 def test_the_worker_command_composes(tmp_path) -> None:
     """The exact argv the script runs, with `--cfg` in place of `-m` (they do not combine)."""
-    shim = executable(
-        tmp_path / "python", f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n"
-    )
-    env = worker_env(tmp_path, PG_URL, PYTHON=str(shim))
+    echo = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
+    shim = executable(tmp_path / "python", f"#!{sys.executable}\n{echo}")
+    env = worker_env(PG_URL, PYTHON=str(shim))
     argv = json.loads(run(["bash", str(SBATCH), "sweeps=quick"], env).stdout)
     assert argv[:3] == ["-m", "gnn_convergence.train", "-m"] and argv[-1] == "sweeps=quick"
     app = [sys.executable, *argv[:2], *argv[3:]]
@@ -144,15 +143,15 @@ def creation_command() -> str:
 
 
 def test_create_the_study_once_then_a_worker_joins(tmp_path) -> None:
-    url = f"sqlite:///{tmp_path}/studies.db"
-    env = worker_env(tmp_path, url)
+    url, sweep_dir = f"sqlite:///{tmp_path}/studies.db", f"hydra.sweep.dir={tmp_path}/study"
+    env = worker_env(url)
     command = creation_command()
     assert "hydra.sweeper.n_trials=0" in command
-    run(["bash", "-c", f"{command} hydra.sweep.dir={shlex.quote(str(tmp_path))}/study"], env)
+    run(["bash", "-c", f"{command} {shlex.quote(sweep_dir)}"], env)
     study = optuna.load_study(study_name="slurm", storage=url)
     assert study.trials == [] and study.direction == optuna.study.StudyDirection.MAXIMIZE
     assert "space" in study.user_attrs
-    sweep_dir = f"hydra.sweep.dir={tmp_path}/study"
     proc = run(["bash", str(SBATCH), "hydra.sweeper.n_trials=0", sweep_dir], env)
     assert "study slurm: 0 finished trials" in proc.stdout + proc.stderr
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["slurm"]
     assert (tmp_path / "study" / "analysis.md").exists()
