@@ -139,6 +139,28 @@ def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path, reques
     assert "killed before its job reported" in (tmp_path / "study" / "analysis.md").read_text()
 
 
+@pytest.mark.slow
+def test_ctrl_c_records_the_trial_and_a_rerun_resumes(tmp_path):
+    overrides = ["hydra.sweeper.n_trials=2", *SHORT]
+    with open(tmp_path / "interrupted.log", "w") as out:
+        proc = subprocess.Popen([*sweep_command(tmp_path), *overrides], stdout=out, stderr=out)
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "study" / "trial_0" / "train.log").exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) != 0
+    interrupted = load(tmp_path).get_trials()
+    assert [t.state for t in interrupted] == [optuna.trial.TrialState.FAIL]
+    assert interrupted[0].user_attrs["error"].startswith("interrupted")
+    assert interrupted[0].user_attrs["reported"] is False
+    sweep(tmp_path, *overrides)
+    trials = load(tmp_path).get_trials()
+    assert trials[1].user_attrs["role"] == "start" and trials[1].params == interrupted[0].params
+    assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
 def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
     storage = f"hydra.sweeper.storage={postgres_url}"
     sweep(tmp_path, storage, "hydra.sweeper.n_trials=0")  # create the study once, run nothing
@@ -189,6 +211,8 @@ def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
         ("training.learning_rate_embedding_start=tag(log,interval(1e-4,1e-3))", "frozen"),
         ("training.batch_size=choice(0,8)", "training.batch_size"),
         ("training.learning_rate_start=interval(1e-3,1e-4)", "training.learning_rate_start"),
+        ("training.learning_rate_W_start=tag(log,interval(0,1e-2))", "log"),
+        ("training.batch_size=choice(8)", "training.batch_size"),
         ("hydra.sweeper.seed_mode=often", "seed_mode"),
         (
             "hydra.sweeper.storage=postgresql://postgres@127.0.0.1:1/none",

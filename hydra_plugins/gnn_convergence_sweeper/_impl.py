@@ -101,7 +101,6 @@ class ProtocolSweeperImpl(Sweeper):
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run_batch(study, trials, space, fixed)
             self._write_records(study, space, n_validate)
-        self._write_records(study, space, n_validate)
         log.info(
             "study %s: %d finished trials; records in %s",
             self.study_name,
@@ -149,15 +148,15 @@ class ProtocolSweeperImpl(Sweeper):
         fixed: Sequence[str],
     ) -> None:
         batch = [self._prepare(trial, space, fixed) for trial in trials]
-        self.validate_batch_is_legal(batch)
-        with heartbeats(study, trials):
-            try:
+        try:
+            self.validate_batch_is_legal(batch)
+            with heartbeats(study, trials):
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            except KeyboardInterrupt:
-                for trial in trials:  # not reported: the protocol will run it again
-                    trial.set_user_attr("error", "interrupted (KeyboardInterrupt)")
-                    study.tell(trial, state=TrialState.FAIL)
-                raise
+        except BaseException as err:  # Ctrl-C, or the launcher itself failed: no job reported
+            for trial in trials:  # a FAIL that is not a run: the protocol decides it again
+                trial.set_user_attr("error", f"interrupted: {type(err).__name__} {err}".strip())
+                study.tell(trial, state=TrialState.FAIL)
+            raise
         for trial, ret in zip(trials, returns):
             tell(study, trial, ret, self.sweep_dir / f"trial_{trial.number}")
 
