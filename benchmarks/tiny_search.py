@@ -2,7 +2,7 @@
 
 The measurement behind `simulation=tiny training=tiny`:
 
-    python benchmarks/tiny_search.py            # the candidates below, about 3 minutes on 2 cores
+    python benchmarks/tiny_search.py            # the candidates below, about 2 minutes on 2 cores
 """
 
 from __future__ import annotations
