@@ -60,8 +60,6 @@ the last 50 trials, which replay the longest history) on the same objective with
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shlex
 import sys
 import time
@@ -70,6 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import optuna
+from machine import machine_line
 from optuna.distributions import CategoricalDistribution
 
 from gnn_convergence.outcome import CONVERGED, classify
@@ -357,15 +356,6 @@ def decision_time(n_trials: int, seed: int) -> str:
     )
 
 
-def machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs (load average {load}); "
-        f"Python {platform.python_version()}, optuna {optuna.__version__}, "
-        f"numpy {np.__version__}; {time.strftime('%Y-%m-%d %H:%M %Z')}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=200, help="seeds 0..N-1 per sampler")
@@ -378,7 +368,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     began = time.perf_counter()
     print("$ python " + shlex.join(sys.argv))
-    print(machine())
+    print(machine_line(optuna, np))
     print("\n== Trials to the first validated-robust config, and box edges found ==")
     comparison(args)
     if args.trials:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 import sqlalchemy
+from machine import machine_line
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import Trial, TrialState
 
@@ -123,15 +123,6 @@ def measure(url: str, n_workers: int, n_trials: int, sleep: float) -> str:
     )
 
 
-def machine() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (
-        f"machine: {platform.platform()}, {os.cpu_count()} CPUs (load average {load}); "
-        f"Python {platform.python_version()}, optuna {optuna.__version__}, "
-        f"SQLAlchemy {sqlalchemy.__version__}; {time.strftime('%Y-%m-%d %H:%M %Z')}"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
@@ -145,7 +136,7 @@ def main() -> None:
         shown = sqlalchemy.make_url(url).render_as_string(hide_password=True)
         argv = [shown if a == args.storage else a for a in sys.argv]
         print("$ python " + shlex.join(argv))
-        print(machine())
+        print(machine_line(optuna, sqlalchemy))
         print(f"storage: {shown}; {args.trials} trials per study, {args.sleep} s sleep each")
         print("workers trials  wall_s trials/min ideal/min overhead_ms/trial (mean, max) failed")
         for n_workers in args.workers:
