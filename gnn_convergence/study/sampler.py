@@ -27,6 +27,7 @@ from gnn_convergence.study.protocol import (
     Config,
     Decision,
     ProtocolState,
+    changed_param,
     next_decision,
     protocol_state,
 )
@@ -188,9 +189,7 @@ class ProtocolSampler(BaseSampler):
         """Human-readable change of a decision, e.g. ``lr_W: 0.001 -> 0.002``."""
         parent = state.config_of(decision.parent) if state is not None else None
         if decision.role in (MOVE, PROBE) and parent is not None:
-            p = next(
-                i for i, (a, b) in enumerate(zip(parent, decision.config, strict=True)) if a != b
-            )
+            p = changed_param(parent, decision.config)
             values = self._params[p].values
             old, new = value_text(values[parent[p]]), value_text(values[decision.config[p]])
             return f"{self._params[p].label}: {old} -> {new}"
