@@ -96,11 +96,13 @@ class ProtocolSweeperImpl(Sweeper):
         study = self._study(sampler, texts, space, n_validate)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
-        while (done := _n_finished(study)) < self.n_trials:
+        while True:  # records first: they also show what a resumed study starts from
+            self._write_records(study, space, n_validate)
+            if (done := _n_finished(study)) >= self.n_trials:
+                break
             fail_stale_trials(study)
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run_batch(study, trials, space, fixed)
-            self._write_records(study, space, n_validate)
         log.info(
             "study %s: %d finished trials; records in %s",
             self.study_name,
