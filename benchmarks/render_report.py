@@ -108,12 +108,12 @@ def demo_report(folder: Path, n_trials: int) -> Path:
     """Write the report of a synthetic study into ``folder``."""
     import optuna
 
-    from gnn_convergence.report import write_study_figures
+    from gnn_convergence.report import write_study
     from gnn_convergence.study.demo import demo_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, params = demo_study(n_trials=n_trials)
-    return write_study_figures(study, params, folder)
+    return write_study(study, params, folder)
 
 
 def main() -> int:

@@ -36,12 +36,10 @@ from gnn_convergence.study.protocol import (
     UNVALIDATED,
     Config,
     ProtocolState,
-    protocol_state,
 )
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
-    trials_frame,
     write_atomic,
     write_records,
 )
@@ -77,19 +75,18 @@ def study_figures(
     }
 
 
-def write_study_figures(
+def write_study(
     study: optuna.Study,
     params: Sequence[Param],
     folder: str | Path,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     n_validate: int = 3,
 ) -> Path:
-    """(Re)write the figure pages and ``report.html`` in ``folder``; attach the boundary map to
-    the study for optuna-dashboard. Returns the report's path. Cheap enough after every trial."""
+    """(Re)write the records, the figure pages and ``report.html`` in ``folder`` from one read
+    of the storage; attach the boundary map to the study for optuna-dashboard. Returns the
+    report's path. Cheap enough after every trial."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, n_validate)
-    frame = trials_frame(study, params, thresholds, n_validate)
+    state, frame = write_records(study, params, folder, thresholds, n_validate)
     figures = study_figures(frame, state, thresholds)
     for name, title in PAGES.items():
         write_atomic(folder / f"{name}.html", page(f"{study.study_name}: {title}", figures[name]))
@@ -269,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "warning: space fingerprint differs: the protocol may ignore trials", file=sys.stderr
         )
     folder = args.out or default_folder(study)
-    write_records(study, params, folder, thresholds, n_validate)
-    print(write_study_figures(study, params, folder, thresholds, n_validate))
+    print(write_study(study, params, folder, thresholds, n_validate))
     return 0
 
 

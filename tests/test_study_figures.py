@@ -168,7 +168,7 @@ def test_failed_and_running_trials_are_drawn_at_zero(mixed: Demo) -> None:
 
 
 def test_pages_are_self_contained_and_the_dashboard_gets_the_map(demo: Demo, tmp_path) -> None:
-    path = report.write_study_figures(demo.study, demo.params, tmp_path)
+    path = report.write_study(demo.study, demo.params, tmp_path)
     assert path == tmp_path / report.REPORT_HTML
     for name in [*report.PAGES, "report"]:
         html = (tmp_path / f"{name}.html").read_text()
@@ -190,7 +190,7 @@ def test_optuna_dashboard_serves_the_boundary_map_from_sqlite(tmp_path) -> None:
 
     storage = sqlite_copy(demo_study(n_trials=8)[0], tmp_path)
     study = optuna.load_study(study_name="demo", storage=storage)
-    report.write_study_figures(study, report.study_params(study), tmp_path / "out")
+    report.write_study(study, report.study_params(study), tmp_path / "out")
     server = make_server("127.0.0.1", 0, wsgi(storage), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -364,12 +364,13 @@ def write_records(
     folder: str | Path,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     n_validate: int = 3,
-) -> None:
+) -> tuple[ProtocolState, pd.DataFrame]:
     """(Re)write ``folder/trials.csv`` and ``folder/analysis.md`` from the study's storage.
 
     ``analysis.md`` holds a header naming the study, the ``# Summary`` section and
     ``# Iterations`` with every finished trial's entry in number order. Each file is replaced
-    atomically, so readers never see a partial file.
+    atomically, so readers never see a partial file. Returns the protocol state and the trial
+    table written, so that figures can be drawn from the same read of the storage.
     """
     trials = study.get_trials(deepcopy=False)
     state = protocol_state(trials, params, thresholds, n_validate)
@@ -385,6 +386,7 @@ def write_records(
     header = f"# Convergence study: {study.study_name}\n"
     summary = _summary(trials, state, thresholds)
     write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
+    return state, frame
 
 
 def write_atomic(path: Path, text: str) -> None:

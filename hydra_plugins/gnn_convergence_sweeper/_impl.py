@@ -24,9 +24,8 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError, to_run_config
 from gnn_convergence.outcome import Thresholds
-from gnn_convergence.report import write_study_figures
+from gnn_convergence.report import write_study
 from gnn_convergence.study.protocol import REPORTED_ATTR
-from gnn_convergence.study.records import write_records
 from gnn_convergence.study.seeding import trial_seeds
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
 
@@ -97,7 +96,7 @@ class ProtocolSweeperImpl(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         while True:  # records first: they also show what a resumed study starts from
-            self._write_records(study, space, n_validate)
+            write_study(study, space, self.sweep_dir, self.thresholds, n_validate)
             if (done := _n_finished(study)) >= self.n_trials:
                 break
             fail_stale_trials(study)
@@ -109,10 +108,6 @@ class ProtocolSweeperImpl(Sweeper):
             _n_finished(study),
             self.sweep_dir,
         )
-
-    def _write_records(self, study: optuna.Study, space: Sequence[Param], n_validate: int) -> None:
-        write_records(study, space, self.sweep_dir, self.thresholds, n_validate)
-        write_study_figures(study, space, self.sweep_dir, self.thresholds, n_validate)
 
     def _study(
         self,
