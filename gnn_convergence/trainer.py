@@ -68,7 +68,12 @@ def loss_terms(
     coeff_w_l1: float,
     coeff_edge_diff: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-seed loss and its data term ||pred - y||_2, both (K,), for states u (K, B, N)."""
+    """Per-seed loss and its data term ||pred - y||_2, both (K,), for states u (K, B, N).
+
+    The regularisers count once per sampled frame, as the reference adds them frame by frame:
+    B * coeff_w_l1 * sum |W| (whole matrix) and coeff_edge_diff * the sum over the B frames of
+    ||ReLU(psi*(u) - psi*(u + delta))||_2.
+    """
     assert u.shape == y.shape and u.dim() == 3, (u.shape, y.shape)
     k, b, _ = u.shape
     if coeff_edge_diff > 0:
@@ -78,7 +83,7 @@ def loss_terms(
         psi = model.psi_values(u)  # (K, B, N)
     pred = model.phi_values(u) + model.aggregate(psi)  # (K, B, N)
     data = (pred - y).reshape(k, -1).norm(dim=1)  # (K,)
-    loss = data + coeff_w_l1 * model.w.abs().sum(dim=(1, 2))
+    loss = data + b * coeff_w_l1 * model.w.abs().sum(dim=(1, 2))
     if coeff_edge_diff > 0:
         loss = loss + coeff_edge_diff * torch.relu(psi - psi_next).norm(dim=2).sum(dim=1)
     return loss, data

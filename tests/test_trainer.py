@@ -75,20 +75,25 @@ def test_frame_draws_are_per_seed_and_in_range():
 
 
 def test_loss_terms_by_hand():
+    """Both regularisers enter once per sampled frame: the W L1 term (whole matrix) and the
+    edge-difference term are each summed over the batch's frames."""
     torch.manual_seed(0)
-    model = ConnectivityGNN(ModelConfig(), n_neurons=6, seeds=[0])
-    u, y = torch.randn(1, 3, 6), torch.randn(1, 3, 6)
-    delta = torch.tensor([0.05])
+    model = ConnectivityGNN(ModelConfig(), n_neurons=6, seeds=[0, 1])
+    u, y = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
+    delta = torch.tensor([0.05, 0.07])
     loss, data = loss_terms(model, u=u, y=y, delta=delta, coeff_w_l1=0.01, coeff_edge_diff=2.0)
     pred = model(u)
-    expected_data = torch.sqrt(((pred - y) ** 2).sum())
-    edge = sum(
-        torch.relu(model.psi_values(u)[0, b] - model.psi_values(u + 0.05)[0, b]).norm()
-        for b in range(3)
-    )
-    expected = expected_data + 0.01 * model.w.abs().sum() + 2.0 * edge
-    torch.testing.assert_close(data[0], expected_data)
-    torch.testing.assert_close(loss[0], expected)
+    for k, step in enumerate((0.05, 0.07)):
+        expected_data = torch.sqrt(((pred[k] - y[k]) ** 2).sum())
+        per_frame = [
+            0.01 * model.w[k].abs().sum()
+            + 2.0 * torch.relu(model.psi_values(u)[k, b] - model.psi_values(u + step)[k, b]).norm()
+            for b in range(3)
+        ]
+        torch.testing.assert_close(data[k], expected_data)
+        torch.testing.assert_close(loss[k], expected_data + sum(per_frame))
+    l1_only, _ = loss_terms(model, u=u, y=y, delta=delta, coeff_w_l1=0.01, coeff_edge_diff=0.0)
+    torch.testing.assert_close(l1_only - data, 3 * 0.01 * model.w.abs().sum(dim=(1, 2)))
 
 
 def test_edge_delta_is_xnorm_over_150():
