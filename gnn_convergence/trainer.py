@@ -3,6 +3,8 @@
 Seed k has its own initialisation, its own frame draws and, optionally, its own dataset; the
 loss is a plain sum over seeds and Adam is elementwise, so each seed follows the trajectory it
 would follow alone. A seed whose loss turns non-finite is stopped and the others go on.
+Every epoch starts with a fresh Adam (start learning rates, zero moments) on the parameters the
+previous epoch left.
 """
 
 from __future__ import annotations
@@ -100,10 +102,6 @@ def make_optimizer(model: ConnectivityGNN, cfg: TrainingConfig) -> torch.optim.A
     ]
     if isinstance(model.embedding, torch.nn.Parameter):
         groups.append({"params": [model.embedding], "lr": cfg.learning_rate_embedding_start})
-    for group in groups:
-        log.info(
-            "param group lr=%g: %d values", group["lr"], sum(p.numel() for p in group["params"])
-        )
     return torch.optim.Adam(groups, fused=True)
 
 
@@ -114,7 +112,8 @@ def train(
     steps_per_epoch: int,
     progress: bool = False,
 ) -> TrainResult:
-    """Train all seeds of `model` together for cfg.n_epochs * steps_per_epoch steps."""
+    """Train all seeds of `model` together for cfg.n_epochs * steps_per_epoch steps, with a
+    fresh Adam for every epoch."""
     device = model.w.device
     k, n = model.w.shape[0], model.w.shape[1]
     n_steps = cfg.n_epochs * steps_per_epoch
@@ -126,6 +125,10 @@ def train(
     delta = data.delta[data.index]  # (K,)
     true_w = data.true_w[data.index]  # (K, N, N)
     optimizer = make_optimizer(model, cfg)
+    for group in optimizer.param_groups:
+        log.info(
+            "param group lr=%g: %d values", group["lr"], sum(p.numel() for p in group["params"])
+        )
     loss_fn = _compiled_loss() if cfg.compile else loss_terms
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged = torch.full((k,), -1, dtype=torch.long, device=device)
@@ -135,6 +138,10 @@ def train(
     start = time.perf_counter()
     bar = tqdm(range(n_steps), disable=not progress, mininterval=1.0, desc="train")
     for step in bar:
+        # epoch boundary: Adam re-created (start learning rates, zero moments), parameters kept
+        if step > 0 and step % steps_per_epoch == 0:
+            optimizer = make_optimizer(model, cfg)
+            log.info("step %d: epoch %d starts with a fresh Adam", step, step // steps_per_epoch)
         # forward: each seed's own frames of its own dataset
         idx = frames[:, step]  # (K, B)
         u, y = data.activity[rows, idx], data.derivative[rows, idx]  # (K, B, N)

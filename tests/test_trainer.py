@@ -1,4 +1,5 @@
-"""Seeds trained together equal seeds trained alone; divergence stops only its seed."""
+"""Seeds trained together equal seeds trained alone; divergence stops only its seed; each epoch
+starts with a fresh Adam; the loss is the formula."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import numpy as np
 import pytest
 import torch
 
+from gnn_convergence import trainer
 from gnn_convergence.config import ModelConfig, SimulationConfig, TrainingConfig
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
-from gnn_convergence.trainer import edge_delta, frame_draws, loss_terms, train
+from gnn_convergence.trainer import (
+    edge_delta,
+    frame_draws,
+    loss_terms,
+    make_optimizer,
+    train,
+)
 
 SIM = SimulationConfig(n_neurons=30, n_frames=1000, seed=7)
 TRAIN = TrainingConfig(
@@ -31,17 +39,20 @@ def datasets():
     return {7: simulate(SIM), 8: simulate(dataclasses.replace(SIM, seed=8))}
 
 
+def _stack(data_seeds, datasets, dtype=torch.float64):
+    data = stack_data(
+        {s: datasets[s] for s in dict.fromkeys(data_seeds)}, data_seeds, torch.device("cpu")
+    )
+    return dataclasses.replace(
+        data, **{f: getattr(data, f).to(dtype) for f in ("activity", "derivative", "delta")}
+    )
+
+
 def _train(seeds, data_seeds, datasets, dtype=torch.float64):
     """Train in float64, so that kernel-dependent float32 rounding (which Adam amplifies
     where gradients are near zero) cannot hide a real coupling between seeds."""
     model = ConnectivityGNN(ModelConfig(), SIM.n_neurons, seeds).to(dtype)
-    data = stack_data(
-        {s: datasets[s] for s in dict.fromkeys(data_seeds)}, data_seeds, torch.device("cpu")
-    )
-    data = dataclasses.replace(
-        data, **{f: getattr(data, f).to(dtype) for f in ("activity", "derivative", "delta")}
-    )
-    return model, train(model, data, TRAIN, STEPS_PER_EPOCH)
+    return model, train(model, _stack(data_seeds, datasets, dtype), TRAIN, STEPS_PER_EPOCH)
 
 
 def test_seeds_together_equal_seeds_alone(datasets):
@@ -54,6 +65,62 @@ def test_seeds_together_equal_seeds_alone(datasets):
             torch.testing.assert_close(p_together[k], p_alone[0], atol=1e-9, rtol=1e-9)
         np.testing.assert_allclose(result.final_loss[k], alone_result.final_loss[0], rtol=1e-6)
     assert not torch.allclose(together.w[0], together.w[2])
+
+
+def _train_by_hand(seeds, data_seeds, datasets, reset_at):
+    """The training loop written out: one Adam, re-created at each step of `reset_at`."""
+    model = ConnectivityGNN(ModelConfig(), SIM.n_neurons, seeds).to(torch.float64)
+    data = _stack(data_seeds, datasets)
+    n_steps = TRAIN.n_epochs * STEPS_PER_EPOCH
+    frames = frame_draws(seeds, n_steps, TRAIN.batch_size, data.activity.shape[1] - 1)
+    rows = data.index[:, None]
+    optimizer = make_optimizer(model, TRAIN)
+    for step in range(n_steps):
+        if step in reset_at:
+            optimizer = make_optimizer(model, TRAIN)
+        idx = torch.from_numpy(frames[:, step])
+        loss, _ = loss_terms(
+            model,
+            u=data.activity[rows, idx],
+            y=data.derivative[rows, idx],
+            delta=data.delta[data.index],
+            coeff_w_l1=TRAIN.coeff_W_L1,
+            coeff_edge_diff=TRAIN.coeff_edge_diff,
+        )
+        optimizer.zero_grad()
+        loss.sum().backward()
+        optimizer.step()
+    return model
+
+
+def test_adam_is_reset_at_the_epoch_boundary_and_parameters_carry_over(datasets, monkeypatch):
+    created = []
+
+    def recording_make_optimizer(model, cfg):
+        created.append(make_optimizer(model, cfg))
+        return created[-1]
+
+    monkeypatch.setattr(trainer, "make_optimizer", recording_make_optimizer)
+    seeds, data_seeds = [11, 12], [7, 8]
+    model, result = _train(seeds, data_seeds, datasets)
+    assert result.n_steps == 2 * STEPS_PER_EPOCH
+    # two epochs: the Adam of epoch 1 and a fresh one for epoch 2, each stepped one epoch long
+    assert len(created) == 2
+    for optimizer in created:
+        assert [g["lr"] for g in optimizer.param_groups] == [
+            TRAIN.learning_rate_W_start,
+            TRAIN.learning_rate_start,
+        ]
+        for p in model.parameters():
+            assert int(optimizer.state[p]["step"]) == STEPS_PER_EPOCH
+    # the parameters carry over: epoch 1, then a fresh Adam for epoch 2, by hand
+    monkeypatch.undo()
+    reset = _train_by_hand(seeds, data_seeds, datasets, reset_at={STEPS_PER_EPOCH})
+    for p_trained, p_hand in zip(model.parameters(), reset.parameters()):
+        torch.testing.assert_close(p_trained, p_hand, atol=1e-9, rtol=1e-9)
+    # and the reset matters: one Adam throughout ends elsewhere
+    kept = _train_by_hand(seeds, data_seeds, datasets, reset_at=set())
+    assert not torch.allclose(model.w, kept.w, atol=1e-6, rtol=0)
 
 
 def test_a_diverging_seed_stops_and_the_others_go_on(datasets):
