@@ -28,7 +28,14 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     assert result.objective == min(r2)
 
     logged = artifacts.read_analysis_log(out / artifacts.ANALYSIS_LOG)
-    for key in ("spectral_radius", "effective_rank_90", "effective_rank_99", "training_time_min"):
+    for key in (
+        "spectral_radius",
+        "effective_rank_90",
+        "effective_rank_99",
+        "effective_rank_centred_90",
+        "effective_rank_centred_99",
+        "training_time_min",
+    ):
         assert key in logged
     for record in result.seeds:
         for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2"):

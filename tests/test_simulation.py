@@ -7,7 +7,13 @@ import pytest
 
 from gnn_convergence.config import NeuronType, SimulationConfig
 from gnn_convergence.dataset import cache_path, load_or_simulate
-from gnn_convergence.simulation import connectivity, derivative, effective_rank, simulate
+from gnn_convergence.simulation import (
+    centred_effective_rank,
+    connectivity,
+    derivative,
+    effective_rank,
+    simulate,
+)
 
 SMALL = SimulationConfig(n_neurons=20, n_frames=1000, seed=3)
 
@@ -59,11 +65,47 @@ def test_same_seed_same_data_other_seed_other_data():
 
 
 def test_statistics():
-    stats = simulate(SMALL).stats
-    assert stats["spectral_radius"] > 0
-    assert 1 <= stats["effective_rank_90"] <= stats["effective_rank_99"] <= 20
+    data = simulate(SMALL)
+    stats = data.stats
+    assert stats["spectral_radius"] == pytest.approx(np.abs(np.linalg.eigvals(data.w)).max())
+    assert 1 <= stats["effective_rank_90"] <= stats["effective_rank_99"] <= 19
+    assert 1 <= stats["effective_rank_centred_90"] <= stats["effective_rank_centred_99"] <= 20
+    assert stats["effective_rank_99"] == effective_rank(data.activity, 0.99)
+    assert stats["effective_rank_centred_99"] == centred_effective_rank(data.activity, 0.99)
     rank_one = np.outer(np.sin(np.arange(100)), np.ones(7))
-    assert effective_rank(rank_one, 0.99) == 1
+    assert effective_rank(rank_one, 0.99) == centred_effective_rank(rank_one, 0.99) == 1
+
+
+def test_effective_rank_counts_over_the_largest_singular_values_only():
+    """Singular values 3, 2, 1, 1 (squares 9, 4, 1, 1) of a (50, 4) matrix: the count runs over
+    the largest min(T, N) - 1 = 3 (cumulative 0.64, 0.93, 1), not over all 4 (0.6, 0.87, 0.93,
+    1); and never over more than the largest 100."""
+    rng = np.random.default_rng(0)
+    u, _ = np.linalg.qr(rng.normal(size=(50, 4)))
+    v, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    activity = u @ np.diag([3.0, 2.0, 1.0, 1.0]) @ v.T
+    assert effective_rank(activity, 0.90) == 2
+    assert effective_rank(activity, 0.99) == 3
+    # 150 neurons, singular values 99 x 1 then 51 x 0.1: over the largest 100 (total 99.01)
+    # 99.9 % takes 99 of them and 99.99 % takes 100; over all 150 they would take 140 and 148
+    u, _ = np.linalg.qr(rng.normal(size=(400, 150)))
+    wide = u * np.r_[np.ones(99), np.full(51, 0.1)]  # (400, 150)
+    assert effective_rank(wide, 0.999) == 99
+    assert effective_rank(wide, 0.9999) == 100
+
+
+def test_effective_rank_is_of_the_activity_as_stored_not_centred():
+    """Two zero-mean oscillations (variance 2 and 0.5) on neurons 0, 1 and a constant 4 on
+    neurons 2, 3. As stored the second moments are 32 (the offset), 2, 0.5: cumulative 0.93,
+    0.986, 1. Centred only the oscillations remain: 0.8, 1."""
+    t = np.arange(1000)
+    activity = np.full((1000, 4), 4.0)
+    activity[:, 0] = 2.0 * np.cos(2 * np.pi * t / 100)
+    activity[:, 1] = np.sin(2 * np.pi * t / 100)
+    assert effective_rank(activity, 0.90) == 1
+    assert effective_rank(activity, 0.99) == 3
+    assert centred_effective_rank(activity, 0.90) == 2
+    assert centred_effective_rank(activity, 0.99) == 2
 
 
 def test_cache_is_reused(cache_dir):
