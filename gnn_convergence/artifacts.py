@@ -24,10 +24,12 @@ METRICS_JSON = "metrics.json"
 WEIGHTS = "weights.pt"
 FIGURE = "run.html"
 _PER_SEED = ("test_R2", "test_pearson", "final_loss", "connectivity_R2")
+_BARE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
 
 
 def analysis_lines(result: RunResult) -> list[str]:
-    """`key: value` lines: data statistics, time, then per seed and min/mean of each metric."""
+    """`key: value` lines: data statistics, time, then per seed and min/mean of each metric,
+    then the bare keys (test_R2, ...) of the seed with the lowest connectivity_R2."""
     lines = []
     for seed, stats in result.data.items():
         prefix = "" if len(result.data) == 1 else f"data_seed_{seed}."
@@ -41,6 +43,8 @@ def analysis_lines(result: RunResult) -> list[str]:
             f"{key}_min: {_fmt(summary[key + '_min'])}",
             f"{key}_mean: {_fmt(summary[key + '_mean'])}",
         ]
+    worst = result.worst_seed
+    lines += [f"{key}: {_fmt(worst[key])}" for key in _BARE]
     return lines
 
 

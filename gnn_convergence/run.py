@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,17 @@ class RunResult:
     def objective(self) -> float:
         """Minimum connectivity_R2 over the seeds; NaN if a seed diverged."""
         return run_value(s["connectivity_R2"] for s in self.seeds)
+
+    @property
+    def worst_seed(self) -> dict[str, Any]:
+        """The record of the seed with the lowest connectivity_R2 (the one the objective comes
+        from); a seed without a finite value (diverged) counts as the lowest."""
+        return min(
+            self.seeds,
+            key=lambda s: (
+                s["connectivity_R2"] if math.isfinite(s["connectivity_R2"]) else -math.inf
+            ),
+        )
 
     def summary(self) -> dict[str, float]:
         """min and mean over seeds of each metric, e.g. connectivity_R2_min."""

@@ -13,7 +13,7 @@ import torch
 from gnn_convergence import artifacts
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
-from gnn_convergence.run import run
+from gnn_convergence.run import RunResult, run
 from gnn_convergence.trainer import loss_terms
 
 
@@ -41,6 +41,9 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
         for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2"):
             assert logged[f"seed_{record['seed']}.{key}"] == pytest.approx(record[key], rel=1e-5)
     assert logged["connectivity_R2_min"] == pytest.approx(min(r2), rel=1e-5)
+    worst = min(result.seeds, key=lambda s: s["connectivity_R2"])
+    for key in ("test_R2", "test_pearson", "connectivity_R2", "final_loss"):
+        assert logged[key] == pytest.approx(worst[key], rel=1e-5)
 
     saved = json.loads((out / artifacts.METRICS_JSON).read_text())
     assert saved["objective"] == pytest.approx(min(r2))
@@ -55,6 +58,38 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     html = (out / artifacts.FIGURE).read_text()
     assert "plotly" in html and "learned W" in html
     assert '<script src="http' not in html  # self-contained: opens offline
+
+
+def _result(r2: list[float]) -> RunResult:
+    seeds = [
+        {
+            "seed": seed,
+            "data_seed": 42,
+            "connectivity_R2": value,
+            "test_R2": 0.5 + seed / 10,
+            "test_pearson": 0.6 + seed / 10,
+            "final_loss": 100.0 + seed,
+        }
+        for seed, value in enumerate(r2)
+    ]
+    stats = {"spectral_radius": 1.0, "effective_rank_90": 7, "effective_rank_99": 27}
+    return RunResult(seeds, {42: stats}, training_time_min=1.0, n_steps=10, device="cpu")
+
+
+def test_analysis_log_bare_keys_are_the_worst_seed(tmp_path):
+    """test_R2, test_pearson, connectivity_R2, final_loss without prefix: the values of the
+    seed with the lowest connectivity_R2 (seed 1 here), next to per-seed and min/mean keys."""
+    path = tmp_path / artifacts.ANALYSIS_LOG
+    path.write_text("\n".join(artifacts.analysis_lines(_result([0.8, 0.5, 0.9]))) + "\n")
+    logged = artifacts.read_analysis_log(path)
+    assert logged["connectivity_R2"] == 0.5
+    assert logged["test_R2"] == 0.6 and logged["test_pearson"] == 0.7
+    assert logged["final_loss"] == 101.0
+    assert logged["seed_2.test_R2"] == 0.7 and logged["test_R2_min"] == 0.5
+    assert logged["effective_rank_99"] == 27
+    # a seed without a finite connectivity_R2 (diverged) is the worst
+    lines = artifacts.analysis_lines(_result([0.8, 0.5, math.nan]))
+    assert "connectivity_R2: nan" in lines and "final_loss: 102" in lines
 
 
 def test_cli_writes_the_run_folder(tmp_path):
