@@ -5,8 +5,8 @@ Usage::
     python -m gnn_convergence.report STORAGE_URL STUDY_NAME [--out DIR]
 
 The study's search space is read from its ``space`` user attribute (written by the sweeper), its
-thresholds and ``n_validate`` from the ``thresholds`` and ``n_validate`` user attributes where
-present (else 0.9/0.1 and 3, or the command-line options). Every page is self-contained HTML
+thresholds and robust rule from the ``thresholds`` and ``robust`` user attributes where present
+(else the defaults; thresholds may be given on the command line). Every page is self-contained HTML
 (plotly.js inlined once per page), so it opens offline and can be copied anywhere. The
 ``lr_W x lr`` boundary map is also attached to the study for optuna-dashboard.
 """
@@ -29,17 +29,12 @@ from plotly.offline import get_plotlyjs
 
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
-from gnn_convergence.study.protocol import (
-    DEFAULT_THRESHOLDS,
-    ROBUST,
-    UNSTABLE,
-    UNVALIDATED,
-    Config,
-    ProtocolState,
-)
+from gnn_convergence.study.evidence import RobustRule
+from gnn_convergence.study.protocol import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
+    summary_tables,
     write_atomic,
     write_records,
 )
@@ -80,13 +75,13 @@ def write_study(
     params: Sequence[Param],
     folder: str | Path,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    n_validate: int = 3,
+    rule: RobustRule = DEFAULT_RULE,
 ) -> Path:
     """(Re)write the records, the figure pages and ``report.html`` in ``folder`` from one read
     of the storage; attach the boundary map to the study for optuna-dashboard. Returns the
     report's path. Cheap enough after every trial."""
     folder = Path(folder)
-    state, frame = write_records(study, params, folder, thresholds, n_validate)
+    state, frame = write_records(study, params, folder, thresholds, rule)
     figures = study_figures(frame, state, thresholds)
     for name, title in PAGES.items():
         write_atomic(folder / f"{name}.html", page(f"{study.study_name}: {title}", figures[name]))
@@ -120,7 +115,8 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
     )
     parts = [
         f"<p>{len(frame)} trials ({escape(counts)}); converged above {thresholds.converged:g}, "
-        f"failed below {thresholds.failed:g}; robust after {state.n_validate} converged runs. "
+        f"failed below {thresholds.failed:g}; robust when P(rate > {state.rule.level:g}) >= "
+        f"{state.rule.credibility:g} with runs on fresh data. "
         f"Written {now}. Files (beside this page): {links}</p>"
     ]
     for title, table in summary_tables(state).items():
@@ -131,78 +127,12 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
 
 
 def _trials_html(frame: pd.DataFrame, state: ProtocolState) -> str:
-    columns = ["number", "state", "class", "config_status", "role", "change", "value"]
+    columns = ["number", "state", "class", "verdict", "role", "change", "value"]
     trials = frame[columns[:6] + [p.label for p in state.params] + columns[6:]].copy()
     for p in state.params:
         trials[p.label] = [value_text(v) if pd.notna(v) else "" for v in trials[p.label]]
     table = trials.to_html(index=False, na_rep="", float_format="{:.4f}".format)
     return f"<h2>Trials</h2>\n{table}"
-
-
-def summary_tables(state: ProtocolState) -> dict[str, pd.DataFrame]:
-    """Robust, unstable and unvalidated configs, probe boundaries and robust regions' extent."""
-    tables = {
-        title: _config_table(state, status)
-        for title, status in (
-            ("Robust configs", ROBUST),
-            ("Unstable configs", UNSTABLE),
-            ("Converged, not yet validated", UNVALIDATED),
-        )
-    }
-    tables["Boundaries (probed from robust configs)"] = _boundary_table(state)
-    tables["Regions (robust configs and their probed extent)"] = _region_table(state)
-    return tables
-
-
-def _config_values(state: ProtocolState, config: Config) -> dict[str, str]:
-    return {p.label: value_text(p.values[i]) for p, i in zip(state.params, config)}
-
-
-def _config_table(state: ProtocolState, status: str) -> pd.DataFrame:
-    rows = []
-    for config, runs in state.by_config.items():
-        if state.status[config] != status:
-            continue
-        results = [f"{r.number} ({_result(r.value, r.pending)})" for r in runs]
-        rows.append({**_config_values(state, config), "trials": ", ".join(results),
-                     "score (min)": state.score(config)})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _result(value: float | None, pending: bool) -> str:
-    if pending:
-        return "running"
-    return "fail" if value is None else f"{value:.4f}"
-
-
-def _boundary_table(state: ProtocolState) -> pd.DataFrame:
-    rows = []
-    for b in state.boundaries:
-        param = next(p for p in state.params if p.name == b.param)
-        outside = "end of grid" if b.outside is None else value_text(param.values[b.outside])
-        rows.append(
-            {
-                "from trial": state.first_number(b.origin), "parameter": param.label,
-                "side": b.side, "last converged": value_text(param.values[b.inside]),
-                "first not converged": outside, "its status": b.outside_status or "",
-            }
-        )  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def _region_table(state: ProtocolState) -> pd.DataFrame:
-    rows = []
-    for origin, found in state.regions().items():
-        ends = {(b.param, b.side): b.inside for b in found}
-        extent = {
-            p.label: "..".join(
-                "?" if (i := ends.get((p.name, side))) is None else value_text(p.values[i])
-                for side in ("low", "high")
-            )
-            for p in state.params
-        }
-        rows.append({"robust config from trial": state.first_number(origin), **extent})
-    return pd.DataFrame(rows)
 
 
 def study_params(study: optuna.Study) -> list[Param]:
@@ -225,9 +155,10 @@ def study_thresholds(study: optuna.Study) -> Thresholds:
     return Thresholds(**stored) if isinstance(stored, Mapping) else DEFAULT_THRESHOLDS
 
 
-def study_n_validate(study: optuna.Study) -> int:
-    """The study's ``n_validate`` attribute, else 3."""
-    return int(study.user_attrs.get("n_validate", 3))
+def study_rule(study: optuna.Study) -> RobustRule:
+    """The study's ``robust`` attribute, else the default rule."""
+    stored = study.user_attrs.get("robust")
+    return RobustRule(**stored) if isinstance(stored, Mapping) else DEFAULT_RULE
 
 
 def default_folder(study: optuna.Study) -> Path:
@@ -247,7 +178,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder (default: the study's own folder)")
     parser.add_argument("--converged", type=float, help="converged above (default: study's)")
     parser.add_argument("--failed", type=float, help="failed below (default: study's)")
-    parser.add_argument("--n-validate", type=int, help="converged runs that make a config robust")
     args = parser.parse_args(argv)
     try:
         study = load_study(args.storage, args.study_name)
@@ -260,13 +190,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.converged if args.converged is not None else stored.converged,
         args.failed if args.failed is not None else stored.failed,
     )
-    n_validate = args.n_validate or study_n_validate(study)
     if fingerprint(params) != study.user_attrs.get("space_fingerprint"):
         print(
             "warning: space fingerprint differs: the protocol may ignore trials", file=sys.stderr
         )
     folder = args.out or default_folder(study)
-    print(write_study(study, params, folder, thresholds, n_validate))
+    print(write_study(study, params, folder, thresholds, study_rule(study)))
     return 0
 
 

@@ -30,7 +30,7 @@ import plotly.io as pio
 from gnn_convergence import report
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.protocol import protocol_state
-from gnn_convergence.study.records import trials_frame
+from gnn_convergence.study.records import summary_tables, trials_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 if "get_ipython" not in globals():  # a plain script: show() must not open a browser
@@ -43,9 +43,9 @@ if storage and name:
     params = report.study_params(study)
 else:
     study, params = demo_study(n_trials=30)
-thresholds, n_validate = report.study_thresholds(study), report.study_n_validate(study)
-state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, n_validate)
-frame = trials_frame(study, params, thresholds, n_validate)
+thresholds, rule = report.study_thresholds(study), report.study_rule(study)
+state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, rule)
+frame = trials_frame(study, params, thresholds, rule)
 print(f"study {study.study_name}: {len(frame)} trials, {len(state.walks)} walks")
 
 # %% [markdown]
@@ -53,13 +53,13 @@ print(f"study {study.study_name}: {len(frame)} trials, {len(state.walks)} walks"
 
 # %%
 labels = [p.label for p in params]
-frame[["number", "state", "class", "config_status", "role", "change", *labels, "value"]]
+frame[["number", "state", "class", "verdict", "role", "change", *labels, "value"]]
 
 # %% [markdown]
-# ## Robust configs, unstable ones, boundaries and regions
+# ## Robust configs, configs with converged runs, boundaries and regions
 
 # %%
-tables = report.summary_tables(state)
+tables = summary_tables(state)
 for title, table in tables.items():
     print(f"{title}:\n{table.to_string(index=False) if len(table) else 'none'}\n")
 

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from gnn_convergence.outcome import classify, run_value
+from gnn_convergence.outcome import run_value
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, parse_space, record_space
 
@@ -36,9 +36,11 @@ def demo_study(
 ) -> tuple[optuna.Study, list[Param]]:
     """A synthetic study in seconds, no training: the real sampler, the sweeper's attributes.
 
-    Each of 3 seeds converges with a probability falling off an ellipse in (lr_W, lr) around
-    (3e-3, 3e-4), shrunk by a large coeff_W_L1 or batch_size 1; at lr_W 1e-2 a seed may diverge
-    (no value), making the trial a FAIL as in the sweeper. Trial folders are named, not created.
+    Each of a trial's 3 runs converges when a score falling off an ellipse in (lr_W, lr) around
+    (3e-3, 3e-4), shrunk by a large coeff_W_L1 or batch_size 1, beats its dataset's difficulty
+    (drawn from the data seed, so shared by every config run on that dataset) plus a little
+    training-seed noise; at lr_W 1e-2 a run may diverge (no value), making the trial a FAIL as
+    in the sweeper. Trial folders are named, not created.
     """
     params = parse_space(SEED_SPACE)
     sampler = ProtocolSampler(params, start=SEED_START, seed=seed)
@@ -48,11 +50,10 @@ def demo_study(
     record_space(study, SEED_SPACE, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
-        seeds = _demo_seeds(trial.params, np.random.default_rng([seed, trial.number, 7]))
+        seeds = _demo_runs(trial.params, trial.user_attrs["seeds"], trial.user_attrs["data_seeds"])
         value = run_value(math.nan if s["connectivity_R2"] is None else s["connectivity_R2"]
                           for s in seeds)  # fmt: skip
-        attrs = {"seeds": [s["seed"] for s in seeds], "per_seed": seeds, "class": classify(value),
-                 "folder": f"demo/{study_name}/trial_{trial.number}"}  # fmt: skip
+        attrs = {"per_seed": seeds, "folder": f"demo/{study_name}/trial_{trial.number}"}
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
         if math.isnan(value):
@@ -63,17 +64,22 @@ def demo_study(
     return study, params
 
 
-def _demo_seeds(values: Mapping[str, Any], rng: np.random.Generator) -> list[dict[str, Any]]:
+def _demo_runs(
+    values: Mapping[str, Any], seeds: list[int], data_seeds: list[int]
+) -> list[dict[str, Any]]:
+    """One record per run: its dataset's difficulty is shared by every config that runs on it."""
     lr_w, lr = values["training.learning_rate_W_start"], values["training.learning_rate_start"]
     radius = math.hypot(math.log10(lr_w / 3e-3) / 0.45, math.log10(lr / 3e-4) / 0.4)
     radius += 0.6 * (values["training.coeff_W_L1"] > 2e-5)
     radius += 0.5 * (values["training.batch_size"] == 1)
-    seeds = []
-    for seed in range(3):
+    records = []
+    for seed, data_seed in zip(seeds, data_seeds, strict=True):
+        hard = np.random.default_rng([data_seed, 1]).normal()
+        rng = np.random.default_rng([seed, 2])
         diverged = lr_w >= 1e-2 and rng.random() < 0.5
-        good = rng.random() < 1 / (1 + math.exp(8 * (radius - 1)))
+        good = 1.2 - radius - 0.5 * hard - 0.1 * rng.normal() > 0
         conn = 0.9 + 0.09 * rng.random() if good else 0.85 * rng.random() * max(0, 1.6 - radius)
-        record = {"seed": seed, "connectivity_R2": None if diverged else conn, "test_R2": 0.8,
-                  "test_pearson": 0.6, "final_loss": 300.0}  # fmt: skip
-        seeds.append(record | {"diverged_at_step": 500 if diverged else None})
-    return seeds
+        record = {"seed": seed, "data_seed": data_seed, "test_R2": 0.8, "test_pearson": 0.6,
+                  "connectivity_R2": None if diverged else conn, "final_loss": 300.0}  # fmt: skip
+        records.append(record | {"diverged_at_step": 500 if diverged else None})
+    return records

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
-from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ROBUST, ProtocolState
+from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
 
 PENDING_COLOR = "#9e9e9e"
@@ -47,11 +47,11 @@ MIN_WEIGHT = math.exp(-2)  # the estimate is blank where no trial is within abou
 MESH = 60
 ESTIMATE_NOTE = (
     "Dashed line: estimated working-region boundary. Each grid cell of this map holds the share "
-    "of its finished trials that converged;<br>the line is where a Gaussian-kernel average of "
+    "of its finished runs that converged;<br>the line is where a Gaussian-kernel average of "
     "those shares (bandwidth one grid step, log scale on log axes) is 0.5. Other parameters are "
     "pooled;<br>no line where no trial lies within about two steps. Grey bars: boundaries found "
-    "by probing, between the last converged and the first<br>non-converged value, at the probed "
-    "config's other value. Open circles: robust configs (converged in every run)."
+    "by probing, where the convergence rate crosses 0.5,<br>at the probed config's other value. "
+    "Open circles: robust configs (posterior of the per-run convergence rate, see the summary)."
 )
 
 
@@ -158,10 +158,24 @@ def _seed_text(row: pd.Series, i: int) -> str | None:
     return f"{name}: {text}" + ("" if _missing(diverged) else f", diverged at step {diverged}")
 
 
+def _run_values(row: pd.Series) -> list[float | None]:
+    """connectivity_R2 of each run the row records (None for a run without a value)."""
+    indices = sorted({int(c.split("_")[1]) for c in row.index if c.startswith("seed_")})
+    return [
+        None if _missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v)
+        for i in indices
+        if _seed_text(row, i) is not None
+    ]
+
+
 def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) -> str:
     """Trial number, state, role, class, full config, objective, per-seed values and folder."""
     head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
-    head.append("" if _missing(row["config_status"]) else f"config {row['config_status']}")
+    if not _missing(row["verdict"]):
+        head.append(
+            f"config {row['config_converged']}/{row['config_runs']} runs converged, rate "
+            f"{row['rate_mean']:.2f} (90% > {row['rate_lower90']:.2f}): {row['verdict']}"
+        )
     lines = [" | ".join(h for h in head if h)]
     lines += [] if _missing(row["change"]) else [f"change: {row['change']}"]
     lines.append(", ".join(f"{p.label}={_text(row[p.label], '?')}" for p in params))
@@ -219,8 +233,8 @@ def _param_boundaries(state: ProtocolState, param: Param) -> list[tuple[float, s
         mid = _axis_value(param, (_u(param, inside) + _u(param, outside)) / 2)
         text = (
             f"probe boundary from trial {state.first_number(b.origin)} ({b.side} side): "
-            f"{param.label} {value_text(inside)} converged, "
-            f"{value_text(outside)} {b.outside_status}"
+            f"{param.label} {value_text(inside)} {b.inside_runs[0]}/{b.inside_runs[1]} runs "
+            f"converged, {value_text(outside)} {b.outside_runs[0]}/{b.outside_runs[1]}"
         )
         marks.append((mid, text, b.origin))
     return marks
@@ -309,13 +323,15 @@ def converged_share(points: np.ndarray, shares: np.ndarray, mesh: np.ndarray) ->
     return np.where(total >= MIN_WEIGHT, share, np.nan)
 
 
-def _estimate_trace(rows: pd.DataFrame, x: Param, y: Param) -> go.Contour | None:
+def _estimate_trace(
+    rows: pd.DataFrame, x: Param, y: Param, thresholds: Thresholds
+) -> go.Contour | None:
     cells: dict[tuple[float, float], list[bool]] = defaultdict(list)
     done = rows[rows["state"].isin(FINISHED)]
-    for a, b, cls in zip(done[x.label], done[y.label], done["class"]):
-        cell = (_u(x, a), _u(y, b))
+    for _, row in done.iterrows():
+        cell = (_u(x, row[x.label]), _u(y, row[y.label]))
         if None not in cell:
-            cells[cell].append(cls == CONVERGED)
+            cells[cell] += [classify(v, thresholds) == CONVERGED for v in _run_values(row)]
     if not cells:
         return None
     steps = np.array([_step(x), _step(y)])
@@ -348,7 +364,7 @@ def pair_figure(
     rows = _rows(frame, state.params)
     us = [(_u(x, a), _u(y, b)) for a, b in zip(rows[x.label], rows[y.label])]
     fig = go.Figure()
-    estimate = _estimate_trace(rows, x, y)
+    estimate = _estimate_trace(rows, x, y, thresholds)
     if estimate is not None:
         fig.add_trace(estimate)
     running = rows["state"] == "RUNNING"
@@ -378,10 +394,11 @@ def pair_figure(
 
 
 def _robust_trace(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
-    robust = [c for c, s in state.status.items() if s == ROBUST]
+    robust = state.robust_configs()
     values = [state.values(c) for c in robust]
     texts = [
-        f"robust config (trials {', '.join(str(r.number) for r in state.by_config[c])}): "
+        f"robust config ({state.evidence[c].converged}/{state.evidence[c].n} runs converged, "
+        f"trials {', '.join(str(v.number) for v in state.evidence[c].visits)}): "
         + ", ".join(f"{p.label}={value_text(v[p.name])}" for p in state.params)
         for c, v in zip(robust, values)
     ]

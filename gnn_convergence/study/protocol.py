@@ -1,16 +1,21 @@
-"""The study protocol as a pure function of the trial history.
+"""The study protocol as a pure function of the trial history, decided on runs.
 
 A config is a tuple of grid indices, one per :class:`~gnn_convergence.study.space.Param`. Every
-decided trial carries a decision (system attribute :data:`DECISION_ATTR`): its role, config and
-parent trial. :func:`protocol_state` replays those trials in number order into per-config runs,
-statuses, walks and the boundaries found by probing; :func:`next_decision` derives what the
-next trial should run. Neither keeps anything between calls.
+decided trial carries a decision (system attribute :data:`DECISION_ATTR`): its role, config,
+parent trial and the seeds of its runs. :func:`protocol_state` replays those trials in number
+order into per-config evidence (every run: its dataset, connectivity_R2 and class), walks and
+the boundaries found by probing; :func:`next_decision` derives what the next trial runs.
+Neither keeps anything between calls. ``docs/protocol.md`` describes the protocol in full.
 
-Protocol: a walk begins at the start config (or a jump) and moves one parameter by one grid
-step at a time from its incumbent. A config whose first run failed is retried once; a converged
-config is validated until ``n_validate`` converged runs make it robust; a robust config is probed
-outward along every parameter and side until the class changes. Then, or when the walk stalls,
-a jump starts a new walk at the grid config farthest from everything run so far.
+In short: a walk starts at the start config (later at a jump) with a panel of datasets, and
+moves one parameter by one grid step at a time from its incumbent, each move run on the panel
+so it is compared with its parent run by run on the same data. A config whose first trial did
+not converge and cannot be told apart from its parent is retried; a promising config is
+validated on fresh datasets until the posterior of its per-run convergence rate decides
+(:class:`~gnn_convergence.study.evidence.RobustRule`); from a config whose rate is clearly above
+one half, probes step outward along every parameter until the rate crosses one half. Then, or
+when the walk has made ``patience`` moves without improving, a jump starts a new walk far from
+every config run so far.
 """
 
 from __future__ import annotations
@@ -24,7 +29,18 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.outcome import CONVERGED, Thresholds, classify
+from gnn_convergence.study.evidence import (
+    NOT_ROBUST,
+    PENDING,
+    ROBUST,
+    UNDECIDED,
+    RobustRule,
+    decide,
+    lower_bound,
+    posterior_mean,
+    prob_above,
+)
 from gnn_convergence.study.space import Param, fingerprint
 
 DECISION_ATTR = "protocol:decision"
@@ -38,9 +54,14 @@ START, MOVE, RETRY, VALIDATE, PROBE, JUMP, ENQUEUED = (
     "jump",
     "enqueued",
 )
-ROBUST, UNSTABLE, UNVALIDATED, PENDING = "robust", "unstable", "converged-unvalidated", "pending"
+WALK_ROLES = (START, JUMP, MOVE)
+RETRY_RULES = ("undecided", "all")  # retry a non-converged first trial when undecided, or always
+JUMP_RULES = ("far", "farthest")  # a random far config, or the farthest (often a corner)
+TIE = 0.05  # paired mean difference of connectivity_R2 within which two configs are tied
+HALF = 0.5  # the convergence rate at which a boundary lies
 MAX_JUMP_CANDIDATES = 2000
 DEFAULT_THRESHOLDS = Thresholds()
+DEFAULT_RULE = RobustRule()
 _SIDES = ((-1, "low"), (1, "high"))
 
 Config = tuple[int, ...]
@@ -48,43 +69,120 @@ Config = tuple[int, ...]
 
 @dataclass(frozen=True)
 class Decision:
-    """What one trial runs: its role, config (grid indices) and the trial it departs from."""
+    """What one trial runs: role, config, the trial it departs from, and its datasets.
+
+    ``panel`` is the walk's datasets for a start, move, retry or first probe, None for fresh
+    datasets (a start or jump draws the panel of its walk, a validation fresh data).
+    """
 
     role: str
     config: Config
     parent: int | None = None
-
-    def to_attr(self, space_fingerprint: str, on_grid: bool = True) -> dict[str, Any]:
-        """The JSON-serialisable system attribute recording this decision."""
-        return {
-            "role": self.role,
-            "config": list(self.config),
-            "parent": self.parent,
-            "fingerprint": space_fingerprint,
-            "on_grid": on_grid,
-        }
+    panel: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
 class Run:
-    """One decided trial: its decision and outcome (None while it is running)."""
+    """One training run of a trial: its seeds, connectivity_R2 (None: none) and class."""
+
+    trial: int
+    seed: int | None
+    data_seed: int | None
+    value: float | None
+    outcome: str
+
+    @property
+    def converged(self) -> bool:
+        """Whether the run converged."""
+        return self.outcome == CONVERGED
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One decided trial: its role, config, parent, planned datasets and finished runs."""
 
     number: int
     role: str
     config: Config
     parent: int | None
-    outcome: str | None
-    value: float | None
+    data_seeds: tuple[int, ...] | None
+    runs: tuple[Run, ...]
+    pending: bool
+
+    @property
+    def converged(self) -> int:
+        """Converged runs of the trial."""
+        return sum(r.converged for r in self.runs)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A config's trials and what its runs say about its per-run convergence rate.
+
+    Attributes:
+        visits: The config's trials, in number order.
+        rule: The robust rule the verdict follows.
+    """
+
+    visits: tuple[Visit, ...]
+    rule: RobustRule
+
+    @property
+    def runs(self) -> tuple[Run, ...]:
+        """Every finished run."""
+        return tuple(r for v in self.visits for r in v.runs)
+
+    @property
+    def n(self) -> int:
+        """Number of finished runs."""
+        return len(self.runs)
+
+    @property
+    def converged(self) -> int:
+        """Number of converged runs."""
+        return sum(r.converged for r in self.runs)
 
     @property
     def pending(self) -> bool:
-        """Whether the trial is still running."""
-        return self.outcome is None
+        """Whether one of its trials is running."""
+        return any(v.pending for v in self.visits)
 
     @property
-    def score(self) -> float:
-        """The objective value, 0 for a FAIL or non-finite one."""
-        return self.value if self.value is not None and math.isfinite(self.value) else 0.0
+    def validated(self) -> bool:
+        """Whether it has runs on validation data (datasets no walk compared it on)."""
+        return any(v.role == VALIDATE and v.runs for v in self.visits)
+
+    @property
+    def unstable(self) -> bool:
+        """Converged and non-converged runs both seen: a note, never a verdict."""
+        return 0 < self.converged < self.n
+
+    @property
+    def mean(self) -> float:
+        """Posterior mean of the convergence rate."""
+        return posterior_mean(self.converged, self.n)
+
+    @property
+    def lower(self) -> float:
+        """90% lower credible bound of the convergence rate."""
+        return lower_bound(self.converged, self.n, 0.9)
+
+    @property
+    def verdict(self) -> str:
+        """robust (on validation data too), not robust, undecided or pending."""
+        verdict = self.rule.verdict(self.converged, self.n)
+        return UNDECIDED if verdict == ROBUST and not self.validated else verdict
+
+    def above(self, level: float) -> float:
+        """P(rate > level)."""
+        return prob_above(self.converged, self.n, level)
+
+    def by_data(self) -> dict[int | None, list[Run]]:
+        """Finished runs grouped by dataset."""
+        out: dict[int | None, list[Run]] = {}
+        for run in self.runs:
+            out.setdefault(run.data_seed, []).append(run)
+        return out
 
 
 @dataclass(frozen=True)
@@ -93,33 +191,38 @@ class Walk:
 
     Attributes:
         first: Number of the start or jump trial.
-        runs: Every protocol run in the walk's span, in number order.
-        configs: Configs the walk itself visited (start/jump and moves), in visiting order.
-        incumbent: The visited config with the best score (earliest on ties).
+        visits: Every protocol trial in the walk's span, in number order.
+        panel: The walk's datasets (those of its first trial).
+        configs: Configs the walk visited (start/jump and moves), in visiting order.
+        incumbent: The best config so far, by paired comparisons on the panel.
+        stale: Finished moves since the incumbent last improved.
     """
 
     first: int
-    runs: tuple[Run, ...]
+    visits: tuple[Visit, ...]
+    panel: tuple[int, ...] | None
     configs: tuple[Config, ...]
     incumbent: Config
+    stale: int
 
     @property
     def kind(self) -> str:
         """``start`` or ``jump``."""
-        return self.runs[0].role
+        return self.visits[0].role
 
 
 @dataclass(frozen=True)
 class Boundary:
-    """Where probing from a robust ``origin`` left the converged class along one parameter.
+    """Where probing from ``origin`` found the convergence rate crossing one half.
 
     Attributes:
-        origin: The robust config probed from.
+        origin: The config probed from (robust, or its rate clearly above one half).
         param: Full name of the probed parameter.
         side: ``low`` (decreasing index) or ``high``.
-        inside: Last index on the ray that converged.
-        outside: First index that did not, None when the grid ended first.
-        outside_status: Status of the config at ``outside`` (None at the grid end).
+        inside: Last index on the ray whose rate is above one half.
+        outside: First index whose rate is below, None when the grid ended first.
+        inside_runs: (converged, runs) at ``inside``.
+        outside_runs: (converged, runs) at ``outside``, None at the grid end.
     """
 
     origin: Config
@@ -127,48 +230,42 @@ class Boundary:
     side: str
     inside: int
     outside: int | None
-    outside_status: str | None
+    inside_runs: tuple[int, int]
+    outside_runs: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
 class ProtocolState:
-    """Everything the protocol knows from a trial history (see :func:`protocol_state`).
-
-    Attributes:
-        params: The study parameters.
-        n_validate: Converged runs that make a config robust.
-        runs: Every protocol run, in number order.
-        by_config: Runs per config, in number order.
-        status: Per config: robust, unstable, converged-unvalidated, partial, failed or pending.
-        walks: The walks, in order.
-        boundaries: Finished probe rays, per robust walk config, parameter and side.
-        open_probes: Next run needed on each unfinished, unblocked probe ray.
-    """
+    """Everything the protocol knows from a trial history (see :func:`protocol_state`)."""
 
     params: tuple[Param, ...]
-    n_validate: int
-    runs: tuple[Run, ...]
-    by_config: Mapping[Config, tuple[Run, ...]]
-    status: Mapping[Config, str]
+    rule: RobustRule
+    visits: tuple[Visit, ...]
+    evidence: Mapping[Config, Evidence]
     walks: tuple[Walk, ...]
     boundaries: tuple[Boundary, ...]
     open_probes: tuple[Decision, ...]
+    probe_origins: tuple[Config, ...]
 
-    def score(self, config: Config) -> float | None:
-        """Minimum score over the config's finished runs, None if none finished."""
-        scores = [r.score for r in self.by_config.get(config, ()) if not r.pending]
-        return min(scores) if scores else None
+    def verdict(self, config: Config) -> str:
+        """The config's verdict (pending when it never ran)."""
+        ev = self.evidence.get(config)
+        return ev.verdict if ev is not None else PENDING
+
+    def robust_configs(self) -> list[Config]:
+        """Configs whose verdict is robust, in the order they were first run."""
+        return [c for c, ev in self.evidence.items() if ev.verdict == ROBUST]
 
     def first_number(self, config: Config) -> int:
         """Number of the config's first trial."""
-        return self.by_config[config][0].number
+        return self.evidence[config].visits[0].number
 
     def config_of(self, number: int | None) -> Config | None:
         """Config run by trial ``number``, None if unknown."""
-        return next((r.config for r in self.runs if r.number == number), None)
+        return next((v.config for v in self.visits if v.number == number), None)
 
     def regions(self) -> dict[Config, tuple[Boundary, ...]]:
-        """Finished boundaries per robust walk config (a working region's extent so far)."""
+        """Finished boundaries per probe origin (a working region's extent so far)."""
         return {
             origin: tuple(b for b in self.boundaries if b.origin == origin)
             for origin in dict.fromkeys(b.origin for b in self.boundaries)
@@ -183,53 +280,60 @@ def protocol_state(
     trials: Sequence[FrozenTrial],
     params: Sequence[Param],
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    n_validate: int = 3,
+    rule: RobustRule = DEFAULT_RULE,
 ) -> ProtocolState:
     """Replay decided trials into the protocol's state.
 
     Trials without a decision, with another space fingerprint, off-grid enqueued trials,
     waiting trials and FAIL trials whose job never reported (``reported`` user attribute False:
-    a killed or interrupted job) are ignored. RUNNING trials are pending runs; other FAIL and
-    PRUNED ones are failed.
+    a killed or interrupted job) are ignored. RUNNING trials are pending. A run's class comes
+    from its connectivity_R2 and ``thresholds``; a trial without per-run records counts as one
+    run of its value, a FAIL one as a failed run per planned dataset.
 
     Args:
         trials: Trials of the study, any order (e.g. ``study.get_trials(deepcopy=False)``).
         params: The study parameters, in the sampler's order.
-        thresholds: Class thresholds of one run's objective value.
-        n_validate: Converged runs that make a config robust.
+        thresholds: Class thresholds of connectivity_R2.
+        rule: When a config is robust.
     """
     params = tuple(params)
     space = fingerprint(params)
-    runs = tuple(
-        run
+    visits = tuple(
+        visit
         for t in sorted(trials, key=lambda t: t.number)
-        if (run := _run(t, space, thresholds)) is not None
+        if (visit := _visit(t, space, thresholds)) is not None
     )
-    by_config: dict[Config, tuple[Run, ...]] = {}
-    for run in runs:
-        by_config[run.config] = (*by_config.get(run.config, ()), run)
-    status = {c: _status(rs, n_validate) for c, rs in by_config.items()}
-    walks = _walks(runs, by_config)
+    grouped: dict[Config, tuple[Visit, ...]] = {}
+    for visit in visits:
+        grouped[visit.config] = (*grouped.get(visit.config, ()), visit)
+    evidence = {c: Evidence(vs, rule) for c, vs in grouped.items()}
+    walks = _walks(visits, evidence)
+    origins = tuple(
+        c
+        for c in _walk_configs(walks)
+        if evidence[c].validated
+        and (evidence[c].verdict == ROBUST or evidence[c].above(HALF) >= rule.credibility)
+    )
+    panels = _panels(walks)
     rays = [
-        _ray(params, by_config, status, origin, p, step)
-        for origin in _walk_configs(walks)
-        if status[origin] == ROBUST
+        _ray(params, evidence, rule, origin, panels.get(origin), p, step)
+        for origin in origins
         for p in range(len(params))
         for step, _ in _SIDES
     ]
     return ProtocolState(
         params=params,
-        n_validate=n_validate,
-        runs=runs,
-        by_config=by_config,
-        status=status,
+        rule=rule,
+        visits=visits,
+        evidence=evidence,
         walks=walks,
         boundaries=tuple(r for r in rays if isinstance(r, Boundary)),
         open_probes=tuple(r for r in rays if isinstance(r, Decision)),
+        probe_origins=origins,
     )
 
 
-def _run(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Run | None:
+def _visit(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Visit | None:
     decision = trial.system_attrs.get(DECISION_ATTR)
     if not isinstance(decision, Mapping) or decision.get("fingerprint") != space:
         return None
@@ -237,68 +341,133 @@ def _run(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Run | None:
         return None
     if trial.state == TrialState.FAIL and trial.user_attrs.get(REPORTED_ATTR) is False:
         return None  # killed or interrupted before its job reported: no run, decide it again
-    value = trial.value if trial.state == TrialState.COMPLETE else None
-    if trial.state == TrialState.RUNNING:
-        outcome = None
-    else:
-        outcome = classify(value, thresholds)
-    config = tuple(int(i) for i in decision["config"])
-    return Run(trial.number, decision["role"], config, decision.get("parent"), outcome, value)
+    planned = decision.get("data_seeds")
+    data_seeds = tuple(int(s) for s in planned) if isinstance(planned, list) else None
+    pending = trial.state == TrialState.RUNNING
+    return Visit(
+        number=trial.number,
+        role=decision["role"],
+        config=tuple(int(i) for i in decision["config"]),
+        parent=decision.get("parent"),
+        data_seeds=data_seeds,
+        runs=() if pending else _runs(trial, data_seeds, thresholds),
+        pending=pending,
+    )
 
 
-def _status(runs: Sequence[Run], n_validate: int) -> str:
-    done = [r.outcome for r in runs if not r.pending]
-    converged = done.count(CONVERGED)
-    if not done:
-        return PENDING
-    if converged and converged < len(done):
-        return UNSTABLE
-    if converged:
-        return ROBUST if converged >= n_validate else UNVALIDATED
-    return PARTIAL if PARTIAL in done else FAILED
+def _runs(
+    trial: FrozenTrial, data_seeds: tuple[int, ...] | None, thresholds: Thresholds
+) -> tuple[Run, ...]:
+    records = trial.user_attrs.get("per_seed")
+    if isinstance(records, list) and records:
+        return tuple(
+            _run(
+                trial.number,
+                r.get("seed"),
+                r.get("data_seed"),
+                r.get("connectivity_R2"),
+                thresholds,
+            )
+            for r in records
+            if isinstance(r, Mapping)
+        )
+    if trial.state == TrialState.COMPLETE:
+        return (_run(trial.number, None, None, trial.value, thresholds),)
+    return tuple(_run(trial.number, None, d, None, thresholds) for d in data_seeds or (None,))
 
 
-def _walks(runs: Sequence[Run], by_config: Mapping[Config, Sequence[Run]]) -> tuple[Walk, ...]:
-    spans: list[list[Run]] = []
-    for run in runs:
-        if run.role in (START, JUMP):
-            spans.append([run])
-        elif run.role != ENQUEUED and spans:
-            spans[-1].append(run)
-    return tuple(_walk(span, by_config) for span in spans)
+def _run(number: int, seed: Any, data_seed: Any, value: Any, thresholds: Thresholds) -> Run:
+    finite = value if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return Run(number, seed, data_seed, finite, classify(finite, thresholds))
 
 
-def _walk(span: Sequence[Run], by_config: Mapping[Config, Sequence[Run]]) -> Walk:
-    configs = tuple(dict.fromkeys(r.config for r in span if r.role in (START, JUMP, MOVE)))
+def _walks(visits: Sequence[Visit], evidence: Mapping[Config, Evidence]) -> tuple[Walk, ...]:
+    spans: list[list[Visit]] = []
+    for visit in visits:
+        if visit.role in (START, JUMP):
+            spans.append([visit])
+        elif visit.role != ENQUEUED and spans:
+            spans[-1].append(visit)
+    return tuple(_walk(span, evidence) for span in spans)
 
-    def rank(config: Config) -> tuple[float, int]:
-        scores = [r.score for r in by_config[config] if not r.pending]
-        return (min(scores) if scores else -math.inf, -by_config[config][0].number)
 
-    return Walk(span[0].number, tuple(span), configs, max(configs, key=rank))
+def _walk(span: Sequence[Visit], evidence: Mapping[Config, Evidence]) -> Walk:
+    incumbent, stale = span[0].config, 0
+    for visit in span:
+        if visit.role == MOVE and not visit.pending:
+            if better(evidence[visit.config], evidence[incumbent]):
+                incumbent, stale = visit.config, 0
+            else:
+                stale += 1
+    return Walk(
+        first=span[0].number,
+        visits=tuple(span),
+        panel=span[0].data_seeds,
+        configs=tuple(dict.fromkeys(v.config for v in span if v.role in WALK_ROLES)),
+        incumbent=incumbent,
+        stale=stale,
+    )
 
 
 def _walk_configs(walks: Sequence[Walk]) -> list[Config]:
     return list(dict.fromkeys(c for w in walks for c in w.configs))
 
 
-def _probe_point(runs: Sequence[Run]) -> str:
-    """Ray class of a config: inside, outside, unknown, retry (needed) or pending."""
-    done = [r for r in runs if not r.pending]
-    if any(r.outcome == CONVERGED for r in done):
-        return "inside"
-    if not done:
-        return "pending" if runs else "unknown"
-    if len(runs) == 1 and done[0].outcome == FAILED:
-        return "retry"
-    return "pending" if len(done) < len(runs) else "outside"
+def _panels(walks: Sequence[Walk]) -> dict[Config, tuple[int, ...] | None]:
+    """The panel of the (first) walk that visited each config."""
+    panels: dict[Config, tuple[int, ...] | None] = {}
+    for walk in walks:
+        for config in walk.configs:
+            panels.setdefault(config, walk.panel)
+    return panels
+
+
+def paired(a: Evidence, b: Evidence) -> tuple[float, float] | None:
+    """(converged difference, mean connectivity_R2 difference) of a over b on their shared
+    datasets, per dataset averaged over its runs; on all runs when they share none. None when
+    either has no finished run."""
+    runs_a, runs_b = a.by_data(), b.by_data()
+    if not runs_a or not runs_b:
+        return None
+    shared = [d for d in runs_a if d in runs_b and d is not None]
+    if shared:
+        pairs = [(runs_a[d], runs_b[d]) for d in shared]
+    else:
+        pairs = [(list(a.runs), list(b.runs))]
+    conv = sum(_share(ra) - _share(rb) for ra, rb in pairs)
+    mean = sum(_mean(ra) - _mean(rb) for ra, rb in pairs) / len(pairs)
+    return conv, mean
+
+
+def better(a: Evidence, b: Evidence) -> bool:
+    """Whether a beats b: more converged on shared data, else a higher paired mean."""
+    diff = paired(a, b)
+    if diff is None:
+        return False
+    conv, mean = diff
+    return conv > 1e-9 or (abs(conv) <= 1e-9 and mean > 0.0)
+
+
+def tied(a: Evidence, b: Evidence) -> bool:
+    """Whether the paired comparison cannot tell a from b."""
+    diff = paired(a, b)
+    return diff is not None and abs(diff[0]) <= 1e-9 and abs(diff[1]) < TIE
+
+
+def _share(runs: Sequence[Run]) -> float:
+    return sum(r.converged for r in runs) / len(runs)
+
+
+def _mean(runs: Sequence[Run]) -> float:
+    return sum(r.value or 0.0 for r in runs) / len(runs)
 
 
 def _ray(
     params: Sequence[Param],
-    by_config: Mapping[Config, Sequence[Run]],
-    status: Mapping[Config, str],
+    evidence: Mapping[Config, Evidence],
+    rule: RobustRule,
     origin: Config,
+    panel: tuple[int, ...] | None,
     p: int,
     step: int,
 ) -> Boundary | Decision | None:
@@ -308,18 +477,26 @@ def _ray(
     index = origin[p] + step
     while 0 <= index < len(params[p].values):
         point = _shift(origin, p, index - origin[p])
-        runs = by_config.get(point, ())
-        kind = _probe_point(runs)
-        if kind == "outside":
-            return Boundary(origin, params[p].name, side, inside[p], index, status[point])
-        if kind == "unknown":
-            return Decision(PROBE, point, by_config[inside][0].number)
-        if kind == "retry":
-            return Decision(RETRY, point, runs[0].number)
-        if kind == "pending":
+        ev = evidence.get(point)
+        parent = evidence[origin].visits[0].number
+        if ev is None:
+            return Decision(PROBE, point, parent, panel)
+        if ev.pending:
             return None
+        side_of = decide(ev.converged, ev.n, HALF, rule.credibility)
+        if side_of == UNDECIDED and ev.n < rule.probe_runs:
+            return Decision(PROBE, point, parent)
+        if side_of == NOT_ROBUST or (side_of == UNDECIDED and ev.mean <= HALF):
+            outside = (ev.converged, ev.n)
+            return Boundary(
+                origin, params[p].name, side, inside[p], index, _count(evidence[inside]), outside
+            )
         inside, index = point, index + step
-    return Boundary(origin, params[p].name, side, inside[p], None, None)
+    return Boundary(origin, params[p].name, side, inside[p], None, _count(evidence[inside]), None)
+
+
+def _count(ev: Evidence) -> tuple[int, int]:
+    return ev.converged, ev.n
 
 
 def changed_param(before: Config, after: Config) -> int:
@@ -332,52 +509,80 @@ def _shift(config: Config, p: int, delta: int) -> Config:
 
 
 def next_decision(
-    state: ProtocolState, start: Config, rng: np.random.Generator, patience: int
+    state: ProtocolState,
+    start: Config,
+    rng: np.random.Generator,
+    patience: int,
+    retry: str = "undecided",
+    jump: str = "far",
 ) -> Decision:
     """What the next trial runs, given everything decided before it.
 
     Order: a retry, a validation or a probe still owed by any walk; else the start; else a move
-    of the current walk; else (robust config found, walk stalled or boxed in) a jump.
+    of the current walk; else (robust config found, patience spent or boxed in) a jump.
     """
-    owed = next(_owed(state), None)
+    owed = next(_owed(state, retry), None)
     if owed is not None:
         return owed
     if not state.walks:
         return Decision(START, start)
     walk = state.walks[-1]
     move = None if _walk_over(state, walk, patience) else _move(state, walk, rng)
-    return move or _jump(state, rng)
+    return move or _jump(state, rng, jump)
 
 
-def _owed(state: ProtocolState) -> Iterator[Decision]:
-    configs = _walk_configs(state.walks)
-    for config in configs:
-        runs = state.by_config[config]
-        if len(runs) == 1 and runs[0].outcome == FAILED:
-            yield Decision(RETRY, config, runs[0].number)
-    for config in configs:
-        runs = state.by_config[config]
-        done = [r.outcome for r in runs if not r.pending]
-        if done and set(done) == {CONVERGED} and len(runs) < state.n_validate:
-            yield Decision(VALIDATE, config, runs[0].number)
+def _owed(state: ProtocolState, retry: str) -> Iterator[Decision]:
+    for walk in state.walks:
+        for config in walk.configs:
+            if _needs_retry(state, config, retry):
+                ev = state.evidence[config]
+                yield Decision(RETRY, config, ev.visits[0].number, walk.panel)
+    for config in _walk_configs(state.walks):
+        ev = state.evidence[config]
+        if not ev.pending and ev.n and _needs_validation(ev, state.rule):
+            yield Decision(VALIDATE, config, ev.visits[0].number)
     yield from state.open_probes
 
 
-def _walk_over(state: ProtocolState, walk: Walk, patience: int) -> bool:
-    if any(state.status[c] == ROBUST for c in walk.configs):
+def _needs_retry(state: ProtocolState, config: Config, retry: str) -> bool:
+    """A single, finished, not fully converged first trial whose evidence is undecided: some
+    of its runs converged, or it ties with a parent that converged (``undecided``)."""
+    ev = state.evidence[config]
+    if ev.pending or len(ev.visits) != 1 or ev.converged == ev.n or _promising(ev, state.rule):
+        return False
+    if retry == "all" or ev.converged:
         return True
-    entry = state.first_number(walk.incumbent)
-    stale = [r for r in walk.runs if r.role == MOVE and r.number > entry and not r.pending]
-    return len(stale) >= patience
+    parent = state.config_of(ev.visits[0].parent)
+    if parent is None or parent == config:
+        return False
+    return state.evidence[parent].converged > 0 and tied(ev, state.evidence[parent])
+
+
+def _promising(ev: Evidence, rule: RobustRule) -> bool:
+    return ev.n > 0 and ev.converged / ev.n >= rule.level
+
+
+def _needs_validation(ev: Evidence, rule: RobustRule) -> bool:
+    """Validate a promising config, and keep validating while undecided, up to max_runs."""
+    if ev.verdict != UNDECIDED or ev.n >= rule.max_runs:
+        return False
+    return ev.validated or _promising(ev, rule)
+
+
+def _walk_over(state: ProtocolState, walk: Walk, patience: int) -> bool:
+    if any(state.verdict(c) == ROBUST for c in walk.configs):
+        return True
+    return walk.stale >= patience
 
 
 def _move(state: ProtocolState, walk: Walk, rng: np.random.Generator) -> Decision | None:
     incumbent = walk.incumbent
+    parent = state.first_number(incumbent)
     for p, delta in _move_order(state, walk, rng):
         if 0 <= incumbent[p] + delta < len(state.params[p].values):
             target = _shift(incumbent, p, delta)
-            if target not in state.by_config:
-                return Decision(MOVE, target, state.first_number(incumbent))
+            if target not in state.evidence:
+                return Decision(MOVE, target, parent, walk.panel)
     return None
 
 
@@ -386,7 +591,7 @@ def _move_order(
 ) -> list[tuple[int, int]]:
     """(parameter, direction) pairs to try: the last move's lesson first, then a cycle."""
     n = len(state.params)
-    moves = [r for r in walk.runs if r.role == MOVE]
+    moves = [v for v in walk.visits if v.role == MOVE and not v.pending]
     preferred: list[tuple[int, int]] = []
     begin = 0
     parent = state.config_of(moves[-1].parent) if moves else None
@@ -394,10 +599,9 @@ def _move_order(
         child = moves[-1].config
         p = changed_param(parent, child)
         begin = (p + 1) % n
-        child_score, parent_score = state.score(child), state.score(parent)
-        if child_score is not None and parent_score is not None and child_score != parent_score:
-            delta = child[p] - parent[p]
-            preferred = [(p, delta if child_score > parent_score else -delta)]
+        delta = child[p] - parent[p]
+        improved = better(state.evidence[child], state.evidence[parent])
+        preferred = [(p, delta if improved else -delta)]
     cycle = [
         (q % n, d)
         for q in range(begin, begin + n)
@@ -406,16 +610,17 @@ def _move_order(
     return preferred + cycle
 
 
-def _jump(state: ProtocolState, rng: np.random.Generator) -> Decision:
-    """Jump to the config farthest (normalised grid space) from every config run so far."""
+def _jump(state: ProtocolState, rng: np.random.Generator, rule: str) -> Decision:
+    """Jump far from every config run so far: to a random config at least half as far as the
+    farthest one (``far``), or to the farthest (``farthest``, often a corner of the grid)."""
     sizes = np.array([len(p.values) for p in state.params])
     if math.prod(sizes.tolist()) <= MAX_JUMP_CANDIDATES:
         candidates = np.array(list(itertools.product(*(range(s) for s in sizes))))
     else:
         candidates = np.stack([rng.integers(0, s, MAX_JUMP_CANDIDATES) for s in sizes], axis=1)
-    distance = min_distances(candidates, list(state.by_config), sizes)
-    ties = np.flatnonzero(distance >= distance.max() - 1e-9)
-    chosen = candidates[int(rng.choice(ties))]
+    distance = min_distances(candidates, list(state.evidence), sizes)
+    floor = distance.max() - 1e-9 if rule == "farthest" else distance.max() / 2
+    chosen = candidates[int(rng.choice(np.flatnonzero(distance >= floor)))]
     return Decision(JUMP, tuple(int(i) for i in chosen))
 
 
@@ -425,6 +630,6 @@ def min_distances(
     """Per candidate, the smallest normalised grid distance to a visited config (0 if none)."""
     if not visited:
         return np.zeros(len(candidates))
-    scale = sizes - 1
+    scale = np.maximum(sizes - 1, 1)
     diff = (candidates[:, None, :] - np.array(visited)[None, :, :]) / scale
     return np.sqrt((diff**2).sum(axis=2)).min(axis=1)

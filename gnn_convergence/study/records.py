@@ -21,18 +21,16 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.evidence import ROBUST, RobustRule
 from gnn_convergence.study.protocol import (
     DECISION_ATTR,
+    DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
     REPORTED_ATTR,
-    ROBUST,
     START,
-    UNSTABLE,
-    UNVALIDATED,
-    Boundary,
     Config,
+    Evidence,
     ProtocolState,
-    Run,
     protocol_state,
 )
 from gnn_convergence.study.space import Param, value_text
@@ -46,7 +44,6 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 SEED_COLUMNS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss", "diverged_at_step")
 METRICS_LINE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
-SEEDS_LINE = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
 FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 ROLE_NOTES = {
     "start": "start config",
@@ -60,23 +57,23 @@ ROLE_NOTES = {
 
 
 def trial_class(trial: FrozenTrial, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> str | None:
-    """The trial's class: its ``class`` attribute, else from its value; None while unfinished."""
+    """The trial's class from its value and the study's thresholds; None while unfinished."""
     if trial.state not in FINISHED:
         return None
     if trial.state != TrialState.COMPLETE:
         return FAILED
-    return trial.user_attrs.get("class") or classify(trial.value, thresholds)
+    return classify(trial.value, thresholds)
 
 
 def trials_frame(
     study: optuna.Study,
     params: Sequence[Param],
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    n_validate: int = 3,
+    rule: RobustRule = DEFAULT_RULE,
 ) -> pd.DataFrame:
     """One row per trial (every state), in number order; see :func:`write_records`."""
     trials = study.get_trials(deepcopy=False)
-    state = protocol_state(trials, params, thresholds, n_validate)
+    state = protocol_state(trials, params, thresholds, rule)
     return _frame(trials, params, state, thresholds)
 
 
@@ -86,22 +83,23 @@ def _frame(
     state: ProtocolState,
     thresholds: Thresholds,
 ) -> pd.DataFrame:
-    status = {run.number: state.status[run.config] for run in state.runs}
-    rows = [_row(t, params, status.get(t.number), thresholds) for t in _by_number(trials)]
+    evidence = {v.number: state.evidence[v.config] for v in state.visits}
+    rows = [_row(t, params, evidence.get(t.number), thresholds) for t in _by_number(trials)]
     n_seeds = max((len(_per_seed(t)) for t in trials), default=0)
     columns = [
-        "number", "state", "value", "class", "config_status", "role", "parent", "change",
+        "number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
         "seed_mode", *(p.label for p in params), *SUMMARY_KEYS, "seeds", "data_seeds",
         "folder", "error", "datetime_start", "duration_s",
         *(f"seed_{i}_{m}" for i in range(n_seeds) for m in SEED_COLUMNS),
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
-    ints = ["parent", *(c for c in columns if c.endswith("diverged_at_step"))]
+    ints = ["parent", "config_runs", "config_converged"]
+    ints += [c for c in columns if c.endswith("diverged_at_step")]
     return frame.astype({c: "Int64" for c in ints})
 
 
 def _row(
-    trial: FrozenTrial, params: Sequence[Param], config_status: str | None, thresholds: Thresholds
+    trial: FrozenTrial, params: Sequence[Param], ev: Evidence | None, thresholds: Thresholds
 ) -> dict:
     attrs = trial.user_attrs
     row = {
@@ -109,7 +107,7 @@ def _row(
         "state": trial.state.name,
         "value": trial.value,
         "class": trial_class(trial, thresholds),
-        "config_status": config_status,
+        **(_config_columns(ev) if ev is not None else {}),
         **{key: attrs.get(key) for key in ("role", "parent", "change", "seed_mode")},
         **{p.label: trial.params.get(p.name) for p in params},
         **{key: attrs.get(key) for key in SUMMARY_KEYS},
@@ -123,6 +121,15 @@ def _row(
     return row
 
 
+CONFIG_COLUMNS = ("verdict", "config_runs", "config_converged", "rate_mean", "rate_lower90")
+
+
+def _config_columns(ev: Evidence) -> dict[str, Any]:
+    """The config's evidence now: its verdict, runs, converged runs and posterior rate."""
+    values = (ev.verdict, ev.n, ev.converged, ev.mean, ev.lower)
+    return dict(zip(CONFIG_COLUMNS, values, strict=True))
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -133,13 +140,15 @@ def iteration_entry(
     state: ProtocolState | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> str:
-    """One finished trial in the study's log format (``## Iter N: class`` and 5 or 6 lines).
+    """One finished trial in the study's log format: ``## Iter N: class``, then the Config,
+    Metrics, Observation and Change lines. Metrics are the run with the lowest
+    connectivity_R2; the Observation line holds every run and the config's evidence.
 
     Args:
         trial: A COMPLETE, FAIL or PRUNED trial.
         params: The study parameters (the Config line, in their order).
-        state: Protocol state of the study, for the config's status after this trial.
-        thresholds: Class thresholds of a seed without a ``class`` record.
+        state: Protocol state of the study, for the config's evidence up to this trial.
+        thresholds: Class thresholds of connectivity_R2.
 
     Raises:
         ValueError: For an unfinished trial.
@@ -152,12 +161,9 @@ def iteration_entry(
         f"## Iter {trial.number}: {trial_class(trial, thresholds)}",
         f"Config: {config}",
         f"Metrics: {_metrics(trial, seeds)}",
+        f"Observation: {_observation(trial, seeds, state, thresholds)}",
+        f"Change: {_change(trial)}",
     ]
-    if seeds:
-        lists = (f"{m}=[{', '.join(_num(s.get(m)) for s in seeds)}]" for m in SEEDS_LINE)
-        lines.append(f"Seeds: {', '.join(lists)}")
-    lines.append(f"Observation: {_observation(trial, seeds, state, thresholds)}")
-    lines.append(f"Change: {_change(trial)}")
     return "\n".join(lines) + "\n"
 
 
@@ -200,15 +206,14 @@ def _observation(
 def _seed_note(trial: FrozenTrial, seeds: list[dict], thresholds: Thresholds) -> str:
     if not seeds:
         done = trial.state == TrialState.COMPLETE
-        return f"connectivity_R2 {_num(trial.value)}" if done else "no per-seed results"
+        return f"connectivity_R2 {_num(trial.value)}" if done else "no per-run results"
     classes = [_seed_class(s, thresholds) for s in seeds]
-    text = f"{classes.count(CONVERGED)}/{len(seeds)} seeds converged"
-    values = [v for s in seeds if math.isfinite(v := _seed_value(s))]
-    if not values:
-        return text
-    lo, hi = f"{min(values):.2f}", f"{max(values):.2f}"
-    spread = f", spread {max(values) - min(values):.2f}" if len(set(classes)) > 1 else ""
-    return f"{text} (connectivity_R2 {lo if lo == hi else f'{lo}-{hi}'}{spread})"
+    values = ", ".join(_num(s.get("connectivity_R2")) for s in seeds)
+    text = f"{classes.count(CONVERGED)}/{len(seeds)} runs converged (connectivity_R2 {values}"
+    data = [s.get("data_seed") for s in seeds]
+    if all(d is not None for d in data):
+        text += f" on datasets {', '.join(map(str, data))}"
+    return text + ")"
 
 
 def _data_note(seeds: list[dict], thresholds: Thresholds) -> str:
@@ -235,20 +240,24 @@ def _role_note(trial: FrozenTrial) -> str:
 
 
 def _config_note(trial: FrozenTrial, state: ProtocolState | None) -> str:
-    """The config's converged runs up to this trial, when it has run more than once."""
+    """The config's evidence up to this trial, when it has run more than once."""
     decision = trial.system_attrs.get(DECISION_ATTR)
     if state is None or not isinstance(decision, Mapping):
         return ""
     config = tuple(decision.get("config", ()))
-    runs = [r for r in state.by_config.get(config, ()) if r.number <= trial.number]
-    done = [r for r in runs if not r.pending]
-    if len(done) < 2 or runs[-1].number != trial.number:
+    ev = state.evidence.get(config)
+    if ev is None:
         return ""
-    converged = sum(r.outcome == CONVERGED for r in done)
-    note = f"config {converged}/{len(done)} runs converged"
-    if converged == len(done) >= state.n_validate:
-        return f"{note}: {ROBUST}"
-    return f"{note}: {UNSTABLE}" if 0 < converged < len(done) else note
+    visits = tuple(v for v in ev.visits if v.number <= trial.number)
+    if len(visits) < 2 or visits[-1].number != trial.number:
+        return ""
+    return f"config {evidence_text(Evidence(visits, ev.rule))}"
+
+
+def evidence_text(ev: Evidence) -> str:
+    """``5/6 runs converged, rate 0.75 (90% > 0.52): undecided, unstable``."""
+    note = f"{ev.converged}/{ev.n} runs converged, rate {ev.mean:.2f} (90% > {ev.lower:.2f})"
+    return f"{note}: {ev.verdict}" + (", unstable" if ev.unstable else "")
 
 
 def _change(trial: FrozenTrial) -> str:
@@ -261,25 +270,25 @@ def summary_section(
     study: optuna.Study,
     params: Sequence[Param],
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    n_validate: int = 3,
+    rule: RobustRule = DEFAULT_RULE,
 ) -> str:
-    """The ``# Summary`` section: configs by status, boundaries, regions and counts."""
+    """The ``# Summary`` section: configs and their evidence, boundaries, regions, counts."""
     trials = study.get_trials(deepcopy=False)
-    return _summary(trials, protocol_state(trials, params, thresholds, n_validate), thresholds)
+    return _summary(trials, protocol_state(trials, params, thresholds, rule), thresholds)
 
 
 def _summary(trials: Sequence[FrozenTrial], state: ProtocolState, thresholds: Thresholds) -> str:
-    lines = ["# Summary", "", _counts(trials, thresholds), ""]
-    lines += _section("Robust configs", _configs(state, ROBUST))
-    lines += _section("Unstable configs", _configs(state, UNSTABLE))
-    lines += _section("Converged, not yet validated", _configs(state, UNVALIDATED))
-    lines += _section("Boundaries", _boundaries(state))
-    lines += _section("Regions", _regions(state))
+    lines = ["# Summary", "", _counts(trials, thresholds), _rule_text(state.rule), ""]
+    for title, table in summary_tables(state).items():
+        lines += [f"## {title}", "", markdown_table(table) if len(table) else "none", ""]
     return "\n".join(lines)
 
 
-def _section(title: str, items: list[str]) -> list[str]:
-    return [f"## {title}", "", *(items or ["- none"]), ""]
+def _rule_text(rule: RobustRule) -> str:
+    return (
+        f"Robust: P(rate > {rule.level:g}) >= {rule.credibility:g} under the Beta posterior "
+        f"of a config's runs, with runs on fresh datasets; validated up to {rule.max_runs} runs."
+    )
 
 
 def _counts(trials: Sequence[FrozenTrial], thresholds: Thresholds) -> str:
@@ -292,70 +301,74 @@ def _counts(trials: Sequence[FrozenTrial], thresholds: Thresholds) -> str:
     return f"Trials: {len(trials)} ({by_state}); classes: {by_class}"
 
 
-def _configs(state: ProtocolState, status: str) -> list[str]:
-    return [
-        f"- {_config_text(state, config)}: trials {', '.join(map(_run_text, runs))}"
-        for config, runs in state.by_config.items()
-        if state.status[config] == status
-    ]
+def summary_tables(state: ProtocolState) -> dict[str, pd.DataFrame]:
+    """The summary's tables, rendered in ``analysis.md`` and ``report.html`` alike: robust
+    configs, every config with a converged run, probe boundaries, and regions."""
+    robust = [c for c, ev in state.evidence.items() if ev.verdict == ROBUST]
+    seen = [c for c, ev in state.evidence.items() if ev.converged]
+    return {
+        "Robust configs": _config_table(state, robust),
+        "Configs with converged runs": _config_table(state, seen),
+        "Boundaries (rate crossing 0.5, probed)": _boundary_table(state),
+        "Regions (probe origins and their extent)": _region_table(state),
+    }
 
 
-def _run_text(run: Run) -> str:
-    if run.pending:
-        return f"{run.number} (running)"
-    return f"{run.number} ({'fail' if run.value is None else _num(run.value)})"
+def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFrame:
+    rows = []
+    for config in configs:
+        ev = state.evidence[config]
+        trials = ", ".join(f"{v.number}" + (" (running)" if v.pending else "") for v in ev.visits)
+        rows.append({**_config_values(state, config), "trials": trials, "runs": ev.n,
+                     "converged": ev.converged, "rate": ev.mean, "rate 90% >": ev.lower,
+                     "verdict": ev.verdict + (", unstable" if ev.unstable else "")})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
-def _config_text(state: ProtocolState, config: Config) -> str:
-    values = zip(state.params, config, strict=True)
-    return ", ".join(f"{p.label}={value_text(p.values[i])}" for p, i in values)
+def _config_values(state: ProtocolState, config: Config) -> dict[str, str]:
+    return {p.label: value_text(p.values[i]) for p, i in zip(state.params, config, strict=True)}
 
 
-def _boundaries(state: ProtocolState) -> list[str]:
-    lines = []
+def _boundary_table(state: ProtocolState) -> pd.DataFrame:
+    rows = []
+    for b in state.boundaries:
+        param = next(p for p in state.params if p.name == b.param)
+        outside = "end of grid" if b.outside is None else value_text(param.values[b.outside])
+        rows.append({"from trial": state.first_number(b.origin), "parameter": param.label,
+                     "side": b.side, "inside": value_text(param.values[b.inside]),
+                     "inside runs": _runs_text(b.inside_runs), "outside": outside,
+                     "outside runs": _runs_text(b.outside_runs)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _runs_text(counts: tuple[int, int] | None) -> str:
+    return "" if counts is None else f"{counts[0]}/{counts[1]} converged"
+
+
+def _region_table(state: ProtocolState) -> pd.DataFrame:
+    rows = []
     for origin, found in state.regions().items():
-        first = state.first_number(origin)
-        lines += [f"Around trial {first} ({_config_text(state, origin)}):", ""]
-        lines += [f"- {_boundary_text(state, b)}" for b in found] + [""]
-    return lines[:-1]
-
-
-def _boundary_text(state: ProtocolState, b: Boundary) -> str:
-    param = next(p for p in state.params if p.name == b.param)
-    outside = "end of grid"
-    if b.outside is not None:
-        outside = f"{_grid_text(param, b.outside)} ({b.outside_status})"
-    return f"{param.label} {b.side}: {_grid_text(param, b.inside)} -> {outside}"
+        ends = {(b.param, b.side): b.inside for b in found}
+        extent = {
+            p.label: "..".join(_grid_text(p, ends.get((p.name, side))) for side in ("low", "high"))
+            for p in state.params
+        }
+        verdict = state.evidence[origin].verdict
+        rows.append({"origin trial": state.first_number(origin), "verdict": verdict, **extent})
+    return pd.DataFrame(rows)
 
 
 def _grid_text(param: Param, index: int | None) -> str:
     return "?" if index is None else value_text(param.values[index])
 
 
-def _regions(state: ProtocolState) -> list[str]:
-    if not state.walks:
-        return []
-    visited = dict.fromkeys(c for w in state.walks for c in w.configs)
-    robust = [c for c in visited if state.status[c] == ROBUST]
-    lines = [f"{len(robust)} robust config(s) in {len(state.walks)} walk(s).", ""]
-    for i, walk in enumerate(state.walks, 1):
-        best = walk.incumbent
-        lines.append(
-            f"- walk {i} ({walk.kind} at trial {walk.first}, {len(walk.runs)} trials): best "
-            f"{_config_text(state, best)} ({state.status[best]}, score {_num(state.score(best))})"
-        )
-        lines += [f"  - robust: {_extent(state, c)}" for c in walk.configs if c in robust]
-    return lines
-
-
-def _extent(state: ProtocolState, origin: Config) -> str:
-    """Per parameter, the last converged value on the low and high probe rays (? if open)."""
-    found = {(b.param, b.side): b.inside for b in state.regions().get(origin, ())}
-    parts = []
-    for param in state.params:
-        lo, hi = (found.get((param.name, side)) for side in ("low", "high"))
-        parts.append(f"{param.label} {_grid_text(param, lo)}..{_grid_text(param, hi)}")
-    return f"{_config_text(state, origin)}; extent {', '.join(parts)}"
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table; floats with 2 decimals."""
+    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
+    lines.append("|" + "---|" * len(table.columns))
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
 
 
 def write_records(
@@ -363,7 +376,7 @@ def write_records(
     params: Sequence[Param],
     folder: str | Path,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    n_validate: int = 3,
+    rule: RobustRule = DEFAULT_RULE,
 ) -> tuple[ProtocolState, pd.DataFrame]:
     """(Re)write ``folder/trials.csv`` and ``folder/analysis.md`` from the study's storage.
 
@@ -373,7 +386,7 @@ def write_records(
     table written, so that figures can be drawn from the same read of the storage.
     """
     trials = study.get_trials(deepcopy=False)
-    state = protocol_state(trials, params, thresholds, n_validate)
+    state = protocol_state(trials, params, thresholds, rule)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     frame = _frame(trials, params, state, thresholds)
@@ -413,7 +426,7 @@ def _per_seed(trial: FrozenTrial) -> list[dict]:
 
 
 def _seed_class(record: Mapping[str, Any], thresholds: Thresholds) -> str:
-    return record.get("class") or classify(_finite(record.get("connectivity_R2")), thresholds)
+    return classify(_finite(record.get("connectivity_R2")), thresholds)
 
 
 def _seed_value(record: Mapping[str, Any]) -> float:

@@ -16,13 +16,17 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.protocol import (
     DECISION_ATTR,
+    DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
     ENQUEUED,
+    JUMP_RULES,
     MOVE,
     PROBE,
     RETRY,
+    RETRY_RULES,
     VALIDATE,
     Config,
     Decision,
@@ -31,34 +35,46 @@ from gnn_convergence.study.protocol import (
     next_decision,
     protocol_state,
 )
+from gnn_convergence.study.seeding import check_seeding, trial_seeds
 from gnn_convergence.study.space import Param, fingerprint, index_of, snap_index, value_text
 
 ROLE_ATTR, PARENT_ATTR, CHANGE_ATTR = "role", "parent", "change"
+SEEDS_ATTR, DATA_SEEDS_ATTR = "seeds", "data_seeds"
 WAIT_S = 10.0
 POLL_S = 0.05
 _logger = get_logger(__name__)
 
 
 class ProtocolSampler(BaseSampler):
-    """Walk, retry, validate, probe and jump over a grid, as the study protocol prescribes.
+    """Walk, retry, validate, probe and jump over a grid, deciding on the evidence of runs.
 
     The sampler is stateless: :meth:`before_trial` replays the stored trials numbered below the
     new one (:func:`~gnn_convergence.study.protocol.protocol_state`), decides the trial's
-    config, and stores the decision as the system attribute ``protocol:decision`` plus the user
-    attributes ``role``, ``parent`` and ``change``; :meth:`sample_relative` reads it back.
+    config and the seeds of its runs, and stores the decision as the system attribute
+    ``protocol:decision`` plus the user attributes ``role``, ``parent``, ``change``, ``seeds``
+    and ``data_seeds``; :meth:`sample_relative` reads it back. The objective runs one training
+    run per (seed, data seed) pair and stores them as the user attribute ``per_seed`` (records
+    with ``seed``, ``data_seed`` and ``connectivity_R2``): those runs are the evidence.
     Randomness comes from ``numpy.random.default_rng([seed, trial.number])`` only, so a resumed
-    study proposes what an uninterrupted one would. Higher objective values are better,
-    whatever the study direction (the classes of :mod:`gnn_convergence.outcome`).
+    study proposes what an uninterrupted one would. Higher connectivity_R2 is better, whatever
+    the study direction.
 
     Args:
         params: The study parameters (see :func:`~gnn_convergence.study.space.parse_space`).
         start: Start values by full name or label, snapped to the grid; the middle of each
             grid where missing.
         seed: Seed of every random choice.
-        thresholds: Class thresholds of a trial's objective value.
-        n_validate: Converged runs that make a config robust.
-        patience: Moves in a row without improving the incumbent before a jump
-            (default: twice the number of parameters).
+        thresholds: Class thresholds of a run's connectivity_R2.
+        seed_mode: How a trial's runs are seeded (:mod:`~gnn_convergence.study.seeding`).
+        n_seeds: Runs per trial (per dataset in ``cross`` mode).
+        n_data: Datasets per trial in ``cross`` mode.
+        robust: When a config is robust (:class:`~gnn_convergence.study.evidence.RobustRule`).
+        retry: ``undecided`` retries a non-converged first trial when some of its runs
+            converged or it ties with its parent; ``all`` retries every one.
+        jump: ``far`` jumps to a random config at least half as far from everything run as
+            the farthest one; ``farthest`` to the farthest.
+        patience: Moves without improving the incumbent before a jump (default: twice the
+            number of parameters, the number of one-step neighbours).
     """
 
     def __init__(
@@ -67,18 +83,28 @@ class ProtocolSampler(BaseSampler):
         start: Mapping[str, Any] | None = None,
         seed: int = 0,
         thresholds: Thresholds = DEFAULT_THRESHOLDS,
-        n_validate: int = 3,
+        seed_mode: str = "paired",
+        n_seeds: int = 3,
+        n_data: int = 1,
+        robust: RobustRule = DEFAULT_RULE,
+        retry: str = "undecided",
+        jump: str = "far",
         patience: int | None = None,
     ) -> None:
         if not params:
             raise ValueError("ProtocolSampler needs at least one parameter")
-        if n_validate < 1 or (patience is not None and patience < 1):
-            raise ValueError("n_validate and patience must be at least 1")
+        if patience is not None and patience < 1:
+            raise ValueError(f"patience={patience} is invalid: allowed is an integer >= 1")
+        _check_choice("retry", retry, RETRY_RULES)
+        _check_choice("jump", jump, JUMP_RULES)
+        check_seeding(seed_mode, n_seeds, n_data)
         self._params = tuple(params)
         self._start = _start_config(self._params, start or {})
         self._seed = seed
         self._thresholds = thresholds
-        self._n_validate = n_validate
+        self._seeding = (seed_mode, n_seeds, n_data)
+        self._rule = robust
+        self._retry, self._jump = retry, jump
         self._patience = patience if patience is not None else 2 * len(self._params)
         self._fingerprint = fingerprint(self._params)
 
@@ -87,17 +113,12 @@ class ProtocolSampler(BaseSampler):
         """The study parameters."""
         return self._params
 
-    @property
-    def start_config(self) -> Config:
-        """Grid indices of the start config."""
-        return self._start
-
     def state(self, study: Study, before: int | None = None) -> ProtocolState:
         """The protocol state of ``study`` from its trials numbered below ``before`` (all)."""
         trials = study.get_trials(deepcopy=False)
         if before is not None:
             trials = [t for t in trials if t.number < before]
-        return protocol_state(trials, self._params, self._thresholds, self._n_validate)
+        return protocol_state(trials, self._params, self._thresholds, self._rule)
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
@@ -115,7 +136,7 @@ class ProtocolSampler(BaseSampler):
         self._wait_for_earlier(study, trial)
         state = self.state(study, before=trial.number)
         rng = np.random.default_rng([self._seed, trial.number])
-        decision = next_decision(state, self._start, rng, self._patience)
+        decision = next_decision(state, self._start, rng, self._patience, self._retry, self._jump)
         self._record(study, trial, decision, state, True)
 
     def sample_relative(
@@ -172,14 +193,25 @@ class ProtocolSampler(BaseSampler):
     ) -> None:
         """Store the decision, user attributes first; mirror it on ``trial`` for the objective."""
         storage, trial_id = study._storage, trial._trial_id
+        mode, n_seeds, n_data = self._seeding
+        seeds, data_seeds = trial_seeds(mode, trial.number, n_seeds, n_data, decision.panel)
         user = {
             ROLE_ATTR: decision.role,
             PARENT_ATTR: decision.parent,
             CHANGE_ATTR: self.describe(decision, state),
+            SEEDS_ATTR: seeds,
+            DATA_SEEDS_ATTR: data_seeds,
         }
         for key, value in user.items():
             storage.set_trial_user_attr(trial_id, key, value)
-        attr = decision.to_attr(self._fingerprint, on_grid)
+        attr = {
+            "role": decision.role,
+            "config": list(decision.config),
+            "parent": decision.parent,
+            "data_seeds": data_seeds,
+            "fingerprint": self._fingerprint,
+            "on_grid": on_grid,
+        }
         storage.set_trial_system_attr(trial_id, DECISION_ATTR, attr)
         for key, value in user.items():
             trial.set_user_attr(key, value)
@@ -196,8 +228,11 @@ class ProtocolSampler(BaseSampler):
         if decision.role == RETRY:
             return f"retry of trial {decision.parent}"
         if decision.role == VALIDATE and state is not None:
-            done = len(state.by_config[decision.config]) + 1
-            return f"validation run {done}/{self._n_validate} of trial {decision.parent}"
+            ev = state.evidence[decision.config]
+            return (
+                f"validation of trial {decision.parent} on fresh data "
+                f"({ev.converged}/{ev.n} runs converged so far)"
+            )
         return f"{decision.role}: {self.summary(decision.config)}"
 
     def summary(self, config: Config) -> str:
@@ -206,6 +241,11 @@ class ProtocolSampler(BaseSampler):
             f"{p.label}={value_text(p.values[i])}"
             for p, i in zip(self._params, config, strict=True)
         )
+
+
+def _check_choice(key: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is invalid: allowed are {', '.join(allowed)}")
 
 
 def _start_config(params: Sequence[Param], start: Mapping[str, Any]) -> Config:

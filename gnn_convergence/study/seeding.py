@@ -1,29 +1,51 @@
-"""Seeds of a trial's runs: distinct for every run, derived from the trial number alone."""
+"""Seeds of a trial's runs: training seeds fresh for every run, derived from the trial number."""
 
 from __future__ import annotations
 
-SEED_MODES = ("rerun", "fixed_data", "cross")
+from collections.abc import Sequence
+
+SEED_MODES = ("paired", "rerun", "fixed_data", "cross")
+
+
+def check_seeding(mode: str, n_seeds: int, n_data: int = 1) -> None:
+    """Fail with the key and the allowed values on an invalid seeding setting."""
+    if mode not in SEED_MODES:
+        raise ValueError(
+            f"hydra.sweeper.seed_mode={mode!r} is invalid: allowed are {', '.join(SEED_MODES)}"
+        )
+    if n_seeds < 1 or n_data < 1:
+        raise ValueError(
+            f"hydra.sweeper.n_seeds={n_seeds} and n_data={n_data} are invalid: allowed is >= 1"
+        )
 
 
 def trial_seeds(
-    mode: str, number: int, n_seeds: int, n_data: int = 1
+    mode: str,
+    number: int,
+    n_seeds: int,
+    n_data: int = 1,
+    panel: Sequence[int] | None = None,
 ) -> tuple[list[int], list[int] | None]:
     """Training seeds and simulation seeds (None: the config's own) of trial `number`.
 
-    - rerun: each of the n_seeds runs is an independent rerun as the reference made them,
-      with its own simulation seed and its own training seed (both n_seeds * number + i);
+    - paired: n_seeds runs on the walk's ``panel`` of datasets when given (a move, a retry, a
+      first probe), else on fresh datasets n_seeds * number + i (a start or jump, whose
+      datasets become its walk's panel, or a validation);
+    - rerun: each run an independent rerun, with its own simulation and training seed;
     - fixed_data: one dataset (simulation.seed) for all runs, n_seeds training seeds;
     - cross: n_data datasets, each trained with n_seeds training seeds.
+    Training seeds are n_seeds * number + i (n_data * n_seeds * number + i in cross mode), so
+    they never repeat across trials or workers.
     """
-    if mode not in SEED_MODES:
-        raise ValueError(f"seed_mode={mode!r} is invalid: allowed are {', '.join(SEED_MODES)}")
-    if n_seeds < 1 or n_data < 1:
-        raise ValueError(f"n_seeds={n_seeds} and n_data={n_data} must be >= 1")
+    check_seeding(mode, n_seeds, n_data)
+    seeds = [n_seeds * number + i for i in range(n_seeds)]
+    if mode == "paired":
+        use_panel = panel is not None and len(panel) == n_seeds
+        return seeds, list(panel) if use_panel else list(seeds)
     if mode == "rerun":
-        seeds = [n_seeds * number + i for i in range(n_seeds)]
         return seeds, list(seeds)
     if mode == "fixed_data":
-        return [n_seeds * number + i for i in range(n_seeds)], None
+        return seeds, None
     runs = n_data * n_seeds
     seeds = [runs * number + i for i in range(runs)]
     return seeds, [n_data * number + i // n_seeds for i in range(runs)]

@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from gnn_convergence.config import ConfigError, to_run_config
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.report import write_study
+from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.protocol import REPORTED_ATTR
-from gnn_convergence.study.seeding import trial_seeds
+from gnn_convergence.study.seeding import check_seeding
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class ProtocolSweeperImpl(Sweeper):
         n_jobs: int,
         params: Mapping[str, str],
         thresholds: Mapping[str, float],
+        robust: Mapping[str, Any],
         seed_mode: str,
         n_seeds: int,
         n_data: int,
@@ -57,7 +59,7 @@ class ProtocolSweeperImpl(Sweeper):
             raise ValueError(
                 f"hydra.sweeper: n_trials={n_trials} must be >= 0, n_jobs={n_jobs} >= 1"
             )
-        trial_seeds(seed_mode, 0, n_seeds, n_data)
+        check_seeding(seed_mode, n_seeds, n_data)
         self.make_sampler = sampler  # a partial: the grids are known only at sweep time
         self.study_name = study_name
         self.storage_url = storage
@@ -65,6 +67,7 @@ class ProtocolSweeperImpl(Sweeper):
         self.n_jobs = n_jobs
         self.params = dict(params or {})
         self.thresholds = Thresholds(**thresholds)
+        self.rule = RobustRule(**robust)
         self.seed_mode, self.n_seeds, self.n_data = seed_mode, n_seeds, n_data
         self.heartbeat = (heartbeat_interval, grace_period)
 
@@ -90,13 +93,16 @@ class ProtocolSweeperImpl(Sweeper):
             params=space,
             start={p.name: OmegaConf.select(base, p.name) for p in space},
             thresholds=self.thresholds,
+            seed_mode=self.seed_mode,
+            n_seeds=self.n_seeds,
+            n_data=self.n_data,
+            robust=self.rule,
         )
-        n_validate = self.make_sampler.keywords.get("n_validate", 3)
-        study = self._study(sampler, texts, space, n_validate)
+        study = self._study(sampler, texts, space)
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         while True:  # records first: they also show what a resumed study starts from
-            write_study(study, space, self.sweep_dir, self.thresholds, n_validate)
+            write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
             if (done := _n_finished(study)) >= self.n_trials:
                 break
             fail_stale_trials(study)
@@ -114,7 +120,6 @@ class ProtocolSweeperImpl(Sweeper):
         sampler: optuna.samplers.BaseSampler,
         texts: Mapping[str, str],
         space: Sequence[Param],
-        n_validate: int,
     ) -> optuna.Study:
         storage = open_storage(self.storage_url, *self.heartbeat)
         study = optuna.create_study(
@@ -126,7 +131,7 @@ class ProtocolSweeperImpl(Sweeper):
         )
         record_space(study, texts, space)
         study.set_user_attr("thresholds", dataclasses.asdict(self.thresholds))
-        study.set_user_attr("n_validate", n_validate)
+        study.set_user_attr("robust", dataclasses.asdict(self.rule))
         study.set_user_attr("seed_mode", self.seed_mode)
         if self.storage_url:
             log.info(
@@ -160,12 +165,10 @@ class ProtocolSweeperImpl(Sweeper):
     def _prepare(
         self, trial: optuna.Trial, space: Sequence[Param], fixed: Sequence[str]
     ) -> list[str]:
-        seeds, data_seeds = trial_seeds(self.seed_mode, trial.number, self.n_seeds, self.n_data)
+        seeds, data_seeds = trial.user_attrs["seeds"], trial.user_attrs["data_seeds"]
         folder = self.sweep_dir / f"trial_{trial.number}"
         for key, value in (
             ("seed_mode", self.seed_mode),
-            ("seeds", seeds),
-            ("data_seeds", data_seeds),
             ("folder", str(folder)),
             (REPORTED_ATTR, False),
         ):

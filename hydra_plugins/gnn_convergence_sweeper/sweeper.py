@@ -25,8 +25,9 @@ class ProtocolSamplerConf:
     _target_: str = "gnn_convergence.study.sampler.ProtocolSampler"
     _partial_: bool = True
     seed: int = 0
-    n_validate: int = 3
-    patience: Optional[int] = None  # noqa: UP045
+    retry: str = "undecided"  # undecided | all: which non-converged first trials are retried
+    jump: str = "far"  # far | farthest: where a new walk starts
+    patience: Optional[int] = None  # noqa: UP045  moves without improvement before a jump
 
 
 @dataclass
@@ -38,6 +39,16 @@ class ThresholdsConf:
 
 
 @dataclass
+class RobustConf:
+    """Robust when P(rate > level) >= credibility under the Beta posterior of its runs."""
+
+    level: float = 0.6
+    credibility: float = 0.9
+    max_runs: int = 12  # runs after which a config is no longer validated
+    probe_runs: int = 6  # runs after which an undecided probe point is placed by its mean
+
+
+@dataclass
 class ProtocolSweeperConf:
     """hydra.sweeper: the study, its budget, its search space and how trials are seeded."""
 
@@ -46,11 +57,12 @@ class ProtocolSweeperConf:
     sampler: Any = MISSING
     study_name: str = "convergence"
     storage: str = "sqlite:///outputs/studies.db"
-    n_trials: int = 30
+    n_trials: int = 40
     n_jobs: int = 1
     params: Dict[str, str] = field(default_factory=dict)  # noqa: UP006
     thresholds: ThresholdsConf = field(default_factory=ThresholdsConf)
-    seed_mode: str = "rerun"
+    robust: RobustConf = field(default_factory=RobustConf)
+    seed_mode: str = "paired"
     n_seeds: int = 3
     n_data: int = 1
     heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
