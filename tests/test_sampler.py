@@ -1,4 +1,4 @@
-"""ProtocolSampler and protocol_state against a synthetic working region in grid space."""
+"""ProtocolSampler and protocol_state against a synthetic per-run objective in grid space."""
 
 from __future__ import annotations
 
@@ -18,18 +18,10 @@ import pytest
 from optuna.testing.pytest_samplers import BasicSamplerTestCase
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
-from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, classify
 from gnn_convergence.study import sampler as sampler_module
 from gnn_convergence.study.demo import SEED_SPACE
-from gnn_convergence.study.protocol import (
-    DECISION_ATTR,
-    ROBUST,
-    UNSTABLE,
-    UNVALIDATED,
-    Decision,
-    min_distances,
-    protocol_state,
-)
+from gnn_convergence.study.evidence import NOT_ROBUST, ROBUST, UNDECIDED, RobustRule
+from gnn_convergence.study.protocol import DECISION_ATTR, min_distances, protocol_state
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, fingerprint, index_of, parse_space
 
@@ -40,28 +32,51 @@ SIZES = [len(p.values) for p in PARAMS]
 BOX = ((2, 4), (1, 2), (0, 3), (1, 3))
 INSIDE = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
 OUTSIDE = {"lr_W": 1e-2, "lr": 1e-4, "coeff_W_L1": 1e-4, "batch_size": 1}
-FIRST_RUNS = ("start", "jump", "move", "probe")
+INSIDE_CONFIG = (3, 2, 3, 2)
 
 
-class Region:
-    """Synthetic objective: converged inside BOX, partial near it, failed far away.
+class World:
+    """Per-run synthetic objective: a run of config c on dataset d converges when the config's
+    quality beats the dataset's difficulty, so a hard dataset is hard for every config.
 
-    The value falls by 0.1 per grid step outside the box, so a walk can climb towards it. With
-    ``noise`` a run inside the box fails with probability 0.2, seeded by the trial number.
+    Quality is 1 inside BOX and falls by 0.75 per grid step (L1 in indices) outside it;
+    difficulty is uniform in [0, 1) per data seed, 2 for the seeds in ``hard`` and 0 for those
+    in ``easy``. One step outside the box a config converges on 25% of the datasets: the true
+    boundary is the box's edge. Non-converged runs are partial (0.5), failed (0.02) far away.
     """
 
-    def __init__(self, noise: float = 0.0, sleep: float = 0.0) -> None:
-        self.noise = noise
-        self.sleep = sleep
+    def __init__(
+        self, hard: Sequence[int] = (), easy: Sequence[int] = (), sleep: float = 0.0, draw: int = 0
+    ) -> None:
+        self.hard, self.easy, self.sleep, self.draw = set(hard), set(easy), sleep, draw
+
+    def quality(self, config: Sequence[int]) -> float:
+        distance = sum(max(lo - i, 0, i - hi) for i, (lo, hi) in zip(config, BOX, strict=True))
+        return 1.0 - 0.75 * distance
+
+    def difficulty(self, data_seed: int) -> float:
+        if data_seed in self.hard:
+            return 2.0
+        if data_seed in self.easy:
+            return 0.0
+        return float(np.random.default_rng([data_seed, 5, self.draw]).random())
+
+    def run(self, config: Sequence[int], data_seed: int) -> float:
+        quality = self.quality(config)
+        if quality > self.difficulty(data_seed):
+            return 0.95
+        return 0.5 if quality > -0.5 else 0.02
 
     def __call__(self, trial: Trial) -> float:
         config = suggest_config(trial)
         time.sleep(self.sleep)
-        distance = sum(max(lo - i, 0, i - hi) for i, (lo, hi) in zip(config, BOX, strict=True))
-        if distance:
-            return max(0.0, 0.85 - 0.1 * distance)
-        failed = np.random.default_rng(trial.number).random() < self.noise
-        return 0.02 if failed else 0.95
+        seeds, data = trial.user_attrs["seeds"], trial.user_attrs["data_seeds"]
+        records = [
+            {"seed": s, "data_seed": d, "connectivity_R2": self.run(config, d)}
+            for s, d in zip(seeds, data, strict=True)
+        ]
+        trial.set_user_attr("per_seed", records)
+        return min(r["connectivity_R2"] for r in records)
 
 
 def suggest_values(trial: Trial, params: Sequence[Param] = PARAMS) -> list[Any]:
@@ -96,7 +111,7 @@ def run_study(n_trials: int, objective=None, storage=None, **kwargs: Any) -> opt
     study = optuna.create_study(
         storage=storage, sampler=ProtocolSampler(PARAMS, **kwargs), direction="maximize"
     )
-    study.optimize(objective or Region(noise=0.2), n_trials=n_trials)
+    study.optimize(objective or World(), n_trials=n_trials)
     return study
 
 
@@ -105,84 +120,165 @@ def decision(trial: FrozenTrial) -> tuple[str, tuple[int, ...], int | None]:
     return attr["role"], tuple(attr["config"]), attr["parent"]
 
 
-def outcome(trial: FrozenTrial) -> str:
-    return classify(trial.value if trial.state == TrialState.COMPLETE else None)
+def roles(study: optuna.Study) -> list[str]:
+    return [decision(t)[0] for t in study.trials]
+
+
+def state_of(study: optuna.Study, **kwargs: Any):
+    return ProtocolSampler(PARAMS, **kwargs).state(study)
 
 
 @pytest.fixture(scope="module")
-def noisy() -> optuna.Study:
-    return run_study(150)
+def walk() -> optuna.Study:
+    return run_study(80)
 
 
-def test_moves_and_probes_change_one_param_by_one_step(noisy: optuna.Study) -> None:
-    trials = noisy.trials
-    roles = {decision(t)[0] for t in trials}
-    assert {"start", "move", "retry", "validate", "probe", "jump"} <= roles
+def test_moves_and_probes_change_one_param(walk: optuna.Study) -> None:
+    trials = walk.trials
+    assert {"start", "move", "validate", "probe", "jump"} <= set(roles(walk))
     for trial in trials:
         role, config, parent = decision(trial)
         assert trial.user_attrs["role"] == role and trial.user_attrs["parent"] == parent
-        if role in ("move", "probe"):
+        if role == "move":
             before = decision(trials[parent])[1]
             assert sorted(abs(a - b) for a, b in zip(before, config, strict=True))[-2:] == [0, 1]
             assert "->" in trial.user_attrs["change"]
+        elif role == "probe":
+            before = decision(trials[parent])[1]
+            assert sum(a != b for a, b in zip(before, config, strict=True)) == 1
         elif role in ("retry", "validate"):
             assert decision(trials[parent])[1] == config
         else:
             assert parent is None
 
 
-def test_a_failed_first_run_is_retried_at_once(noisy: optuna.Study) -> None:
-    trials = noisy.trials[:-1]
-    failed = [t for t in trials if decision(t)[0] in FIRST_RUNS and outcome(t) == FAILED]
-    assert failed
-    for trial in failed:
-        role, config, parent = decision(noisy.trials[trial.number + 1])
-        assert (role, config, parent) == ("retry", decision(trial)[1], trial.number)
-    for trial in trials:
-        if decision(trial)[0] == "retry":
-            assert decision(noisy.trials[trial.number + 1])[0] != "retry"
+def test_a_walk_shares_its_panel_and_validations_draw_fresh_data(walk: optuna.Study) -> None:
+    panel, used = None, set()
+    for trial in walk.trials:
+        role = decision(trial)[0]
+        data, seeds = trial.user_attrs["data_seeds"], trial.user_attrs["seeds"]
+        assert seeds == [3 * trial.number + i for i in range(3)]
+        if role in ("start", "jump"):
+            panel = data
+            assert not used & set(data)
+        elif role in ("move", "retry"):
+            assert data == panel
+        else:
+            assert not used & set(data)
+        used |= set(data)
 
 
-def test_a_converged_config_is_validated_before_the_walk_goes_on(noisy: optuna.Study) -> None:
-    trials = noisy.trials
-    firsts = [t for t in trials if decision(t)[0] in ("start", "jump", "move")]
-    converged = [t for t in firsts if outcome(t) == CONVERGED and t.number + 3 < len(trials)]
-    assert converged
-    robust = 0
-    for trial in converged:
-        follow = []
-        for nxt in trials[trial.number + 1 :]:
-            role, config, parent = decision(nxt)
-            if role != "validate":
-                break
-            assert (config, parent) == (decision(trial)[1], trial.number)
-            follow.append(outcome(nxt))
-        assert len(follow) == 2 or (follow and follow[-1] != CONVERGED)
-        robust += follow == [CONVERGED, CONVERGED]
+def test_a_walk_from_outside_climbs_in_and_validates_a_robust_config(walk: optuna.Study) -> None:
+    state = state_of(walk)
+    robust = state.robust_configs()
     assert robust
+    assert all(lo <= i <= hi for c in robust for i, (lo, hi) in zip(c, BOX, strict=True))
+    first = robust[0]
+    ev = state.evidence[first]
+    assert ev.validated and ev.converged == ev.n >= 6
 
 
-def test_probes_find_the_true_boundaries() -> None:
-    study = run_study(60, Region(), start=INSIDE)
-    state = ProtocolSampler(PARAMS).state(study)
-    origin = decision(study.trials[0])[1]
-    assert state.status[origin] == ROBUST
-    found = {
-        (b.param, b.side): (b.inside, b.outside) for b in state.boundaries if b.origin == origin
-    }
+def test_robust_after_six_converged_runs_then_probes() -> None:
+    study = run_study(3, start=INSIDE)
+    assert roles(study) == ["start", "validate", "probe"]
+    state = state_of(study)
+    assert state.evidence[INSIDE_CONFIG].verdict == ROBUST
+    assert state.evidence[INSIDE_CONFIG].above(0.6) >= 0.9
+
+
+def test_a_panel_without_fresh_data_is_not_robust() -> None:
+    study = run_study(1, start=INSIDE)
+    assert state_of(study).evidence[INSIDE_CONFIG].verdict == UNDECIDED
+    rule = RobustRule(level=0.5, credibility=0.9)
+    assert state_of(study, robust=rule).evidence[INSIDE_CONFIG].verdict == UNDECIDED
+
+
+def test_validation_goes_on_while_undecided_and_stops_as_not_robust() -> None:
+    panel = [0, 1, 2]
+    world = World(easy=panel, hard=range(3, 400))
+    study = run_study(6, world, start=INSIDE)
+    assert roles(study)[:4] == ["start", "validate", "validate", "move"]
+    state = state_of(study)
+    ev = state.evidence[INSIDE_CONFIG]
+    assert (ev.converged, ev.n, ev.verdict) == (3, 9, NOT_ROBUST)
+    assert ev.unstable
+
+
+def test_validation_stops_at_max_runs_undecided() -> None:
+    rule = RobustRule(level=0.6, credibility=0.999, max_runs=9)
+    study = run_study(5, start=INSIDE, robust=rule)
+    assert roles(study)[:4] == ["start", "validate", "validate", "probe"]
+    ev = state_of(study, robust=rule).evidence[INSIDE_CONFIG]
+    assert (ev.n, ev.verdict) == (9, UNDECIDED)
+
+
+def test_a_partial_first_trial_that_converged_once_is_retried_on_the_same_data() -> None:
+    study = run_study(3, World(easy=[0], hard=[1, 2]), start=INSIDE)
+    assert roles(study) == ["start", "retry", "move"]
+    first, retry = study.trials[:2]
+    assert [r["connectivity_R2"] for r in first.user_attrs["per_seed"]] == [0.95, 0.5, 0.5]
+    assert decision(retry) == ("retry", INSIDE_CONFIG, 0)
+    assert retry.user_attrs["data_seeds"] == first.user_attrs["data_seeds"] == [0, 1, 2]
+    assert retry.user_attrs["seeds"] == [3, 4, 5]
+
+
+def test_retry_all_retries_every_non_converged_first_trial() -> None:
+    study = run_study(4, constant(0.5), start=INSIDE, retry="all")
+    assert roles(study) == ["start", "retry", "move", "retry"]
+
+
+def test_a_config_that_never_came_near_convergence_is_left() -> None:
+    study = run_study(4, constant(0.5), start=INSIDE)
+    assert roles(study) == ["start", "move", "move", "move"]
+
+
+def test_probes_find_where_the_rate_crosses_one_half() -> None:
     expected = {}
     for param, size, (lo, hi) in zip(PARAMS, SIZES, BOX, strict=True):
         expected[param.name, "low"] = (lo, lo - 1 if lo > 0 else None)
         expected[param.name, "high"] = (hi, hi + 1 if hi < size - 1 else None)
-    assert found == expected
+    exact = 0
+    for draw in range(6):
+        study = run_study(60, World(draw=draw), start=INSIDE)
+        state = state_of(study)
+        found = {
+            (b.param, b.side): (b.inside, b.outside)
+            for b in state.boundaries
+            if b.origin == INSIDE_CONFIG
+        }
+        assert found.keys() == expected.keys()
+        for key, (inside, outside) in found.items():
+            assert abs(inside - expected[key][0]) <= 1
+            exact += (inside, outside) == expected[key]
+        for b in state.boundaries:
+            if b.outside is not None:
+                converged, runs = b.outside_runs
+                assert converged / runs <= 0.5
+    assert exact >= 0.85 * 6 * len(expected)
 
 
-def test_a_walk_from_outside_climbs_into_the_region() -> None:
-    study = run_study(40, Region())
-    state = ProtocolSampler(PARAMS).state(study)
-    robust = [c for c, s in state.status.items() if s == ROBUST]
-    assert robust
-    assert all(lo <= i <= hi for c in robust for i, (lo, hi) in zip(c, BOX, strict=True))
+def test_patience_counts_moves_without_improvement() -> None:
+    study = run_study(4, constant(0.5), start=INSIDE, patience=2)
+    assert roles(study) == ["start", "move", "move", "jump"]
+
+    def uphill(trial: Trial) -> float:
+        return 0.2 + 0.1 * suggest_config(trial)[0]
+
+    study = run_study(6, uphill, start=OUTSIDE | {"lr_W": 1e-4}, patience=1, seed=1)
+    lr_w = [decision(t)[1][0] for t in study.trials]
+    assert roles(study) == ["start"] + ["move"] * 5 and lr_w[:3] == [0, 1, 2]
+
+
+def test_moves_keep_going_when_better_and_turn_back_when_worse() -> None:
+    def uphill(trial: Trial) -> float:
+        return 0.2 + 0.1 * suggest_config(trial)[0]
+
+    for seed in range(4):
+        study = run_study(5, uphill, start=INSIDE, seed=seed)
+        lr_w = [decision(t)[1][0] for t in study.trials]
+        lr_w = lr_w[: lr_w.index(SIZES[0] - 1) + 1]
+        for before, now, after in zip(lr_w, lr_w[1:], lr_w[2:], strict=False):
+            assert after == (now + 1 if now > before else before + 1)
 
 
 def normalised_min_distance(config: Sequence[int], visited: Sequence[Sequence[int]]) -> float:
@@ -193,19 +289,21 @@ def normalised_min_distance(config: Sequence[int], visited: Sequence[Sequence[in
     )  # fmt: skip
 
 
-def test_a_jump_lands_at_the_farthest_config(noisy: optuna.Study) -> None:
-    jumps = [t for t in noisy.trials if decision(t)[0] == "jump"]
-    assert len(jumps) >= 2
+@pytest.mark.parametrize(("rule", "share"), [("farthest", 1.0), ("far", 0.5)])
+def test_a_jump_lands_far_from_everything_run(rule: str, share: float) -> None:
+    study = run_study(30, constant(0.5), start=INSIDE, patience=2, jump=rule)
+    jumps = [t for t in study.trials if decision(t)[0] == "jump"]
+    assert len(jumps) >= 3
     grid = list(itertools.product(*(range(n) for n in SIZES)))
     for jump in jumps:
-        visited = {decision(t)[1] for t in noisy.trials[: jump.number]}
+        visited = {decision(t)[1] for t in study.trials[: jump.number]}
         best = max(normalised_min_distance(c, visited) for c in grid)
-        assert normalised_min_distance(decision(jump)[1], visited) == pytest.approx(best)
+        assert normalised_min_distance(decision(jump)[1], visited) >= share * best - 1e-9
         assert jump.user_attrs["change"].startswith("jump: lr_W=")
 
 
-def test_only_grid_values_are_proposed(noisy: optuna.Study) -> None:
-    for trial in noisy.trials:
+def test_only_grid_values_are_proposed(walk: optuna.Study) -> None:
+    for trial in walk.trials:
         assert set(trial.params) == set(SEED_SPACE)
         for param in PARAMS:
             value = trial.params[param.name]
@@ -217,9 +315,9 @@ def test_only_grid_values_are_proposed(noisy: optuna.Study) -> None:
         ]
 
 
-def test_the_same_seed_proposes_the_same_sequence(noisy: optuna.Study) -> None:
-    again = run_study(150)
-    assert [decision(t) for t in again.trials] == [decision(t) for t in noisy.trials]
+def test_the_same_seed_proposes_the_same_sequence(walk: optuna.Study) -> None:
+    again = run_study(80)
+    assert [decision(t) for t in again.trials] == [decision(t) for t in walk.trials]
 
 
 def test_an_interrupted_study_resumes_exactly(tmp_path) -> None:
@@ -229,7 +327,7 @@ def test_an_interrupted_study_resumes_exactly(tmp_path) -> None:
     study = optuna.load_study(
         study_name=None, storage=url, sampler=ProtocolSampler(PARAMS, start=OUTSIDE, seed=3)
     )
-    study.optimize(Region(noise=0.2), n_trials=13)
+    study.optimize(World(), n_trials=13)
     assert [decision(t) for t in study.trials] == [decision(t) for t in whole.trials]
     assert [t.user_attrs for t in study.trials] == [t.user_attrs for t in whole.trials]
 
@@ -240,7 +338,7 @@ def _worker(url: str, n_trials: int) -> None:
     storage = optuna.storages.RDBStorage(url, engine_kwargs=sqlite)
     sampler = ProtocolSampler(PARAMS, start=OUTSIDE)
     study = optuna.load_study(study_name="workers", storage=storage, sampler=sampler)
-    study.optimize(Region(noise=0.2, sleep=0.1), n_trials=n_trials)
+    study.optimize(World(sleep=0.1), n_trials=n_trials)
 
 
 @pytest.mark.parametrize(("backend", "n_workers"), [("sqlite", 2), ("postgres", 3)])
@@ -268,31 +366,33 @@ def test_workers_never_run_the_same_proposal(tmp_path, request, backend, n_worke
     ]
     assert overlapping
     for a, b in overlapping:
-        if decision(a)[0] != "validate":
-            assert decision(a) != decision(b)
-    firsts = [decision(t)[1] for t in trials if decision(t)[0] in FIRST_RUNS]
+        assert decision(a)[1] != decision(b)[1]
+    firsts = [decision(t)[1] for t in trials if decision(t)[0] in ("start", "jump", "move")]
     assert len(firsts) == len(set(firsts))
-    per_config = [decision(t)[1] for t in trials]
-    assert max(per_config.count(c) for c in per_config) <= 3
+    data = [d for t in trials for d in t.user_attrs["data_seeds"]]
+    training = [s for t in trials for s in t.user_attrs["seeds"]]
+    assert len(training) == len(set(training))
+    assert len(set(data)) < len(data)
 
 
 @pytest.mark.parametrize("bad", [ValueError("boom"), math.nan])
-def test_a_fail_trial_counts_as_failed(bad: Any) -> None:
+def test_a_fail_trial_is_a_failed_run_per_planned_dataset(bad: Any) -> None:
     def objective(trial: Trial) -> float:
         if trial.number == 0:
             suggest_config(trial)
             if isinstance(bad, Exception):
                 raise bad
             return bad
-        return Region()(trial)
+        return World()(trial)
 
     study = optuna.create_study(sampler=ProtocolSampler(PARAMS, start=INSIDE))
-    study.optimize(objective, n_trials=4, catch=(ValueError,))
+    study.optimize(objective, n_trials=2, catch=(ValueError,))
     assert study.trials[0].state == TrialState.FAIL
-    assert decision(study.trials[1]) == ("retry", decision(study.trials[0])[1], 0)
-    assert [decision(t)[0] for t in study.trials[2:]] == ["move", "validate"]
-    state = ProtocolSampler(PARAMS).state(study)
-    assert state.runs[0].outcome == FAILED and state.status[state.runs[0].config] == UNSTABLE
+    state = state_of(study)
+    runs = state.visits[0].runs
+    assert [r.data_seed for r in runs] == [0, 1, 2]
+    assert all(r.outcome == "failed" and r.value is None for r in runs)
+    assert decision(study.trials[1])[0] == "move"
 
 
 def test_enqueued_trials_are_respected() -> None:
@@ -305,12 +405,12 @@ def test_enqueued_trials_are_respected() -> None:
     assert first.params["training.learning_rate_W_start"] == 2e-3
     assert first.params["training.batch_size"] == 16
     assert first.user_attrs["role"] == "enqueued" and first.user_attrs["parent"] is None
+    assert first.user_attrs["data_seeds"] == [0, 1, 2]
     assert decision(first)[1] == (4, 2, 3, 3)
     assert off_grid.params["training.learning_rate_W_start"] == 1.5e-3
     assert off_grid.system_attrs[DECISION_ATTR]["on_grid"] is False
     assert decision(start)[0] == "start"
-    state = ProtocolSampler(PARAMS).state(study)
-    assert [r.number for r in state.runs] == [0, 2, 3]
+    assert [v.number for v in state_of(study).visits] == [0, 2, 3]
 
 
 def test_a_preset_waiting_trial_is_recorded_as_enqueued() -> None:
@@ -333,23 +433,6 @@ def test_the_study_package_does_not_import_torch() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
-def test_patience_ends_a_flat_walk() -> None:
-    study = run_study(4, constant(0.5), start=INSIDE, patience=2)
-    assert [decision(t)[0] for t in study.trials] == ["start", "move", "move", "jump"]
-
-
-def test_moves_keep_going_when_better_and_turn_back_when_worse() -> None:
-    def uphill(trial: Trial) -> float:
-        return 0.2 + 0.1 * suggest_config(trial)[0]
-
-    for seed in range(4):
-        study = run_study(5, uphill, start=INSIDE, seed=seed)
-        lr_w = [decision(t)[1][0] for t in study.trials]
-        lr_w = lr_w[: lr_w.index(SIZES[0] - 1) + 1]
-        for before, now, after in zip(lr_w, lr_w[1:], lr_w[2:], strict=False):
-            assert after == (now + 1 if now > before else before + 1)
-
-
 def test_sampler_waits_for_an_earlier_undecided_trial() -> None:
     sampler = ProtocolSampler(PARAMS, start=INSIDE)
     study = optuna.create_study(sampler=sampler)
@@ -367,6 +450,7 @@ def test_sampler_waits_for_an_earlier_undecided_trial() -> None:
     assert time.monotonic() - began >= 0.3
     assert decision(study.trials[0])[0] == "start"
     assert second.user_attrs["role"] == "move"
+    assert second.user_attrs["data_seeds"] == study.trials[0].user_attrs["data_seeds"]
 
 
 def test_sampler_gives_up_on_a_stale_undecided_trial(monkeypatch) -> None:
@@ -383,50 +467,39 @@ def test_sampler_gives_up_on_a_stale_undecided_trial(monkeypatch) -> None:
     )
 
 
-def fake(
-    number: int, role: str, config: tuple[int, ...], value: float | None, **kw
-) -> FrozenTrial:
-    state = kw.pop("state", TrialState.COMPLETE if value is not None else TrialState.FAIL)
-    attr = Decision(role, config, kw.pop("parent", None)).to_attr(
-        kw.pop("fp", fingerprint(PARAMS))
-    )
-    trial = create_trial(state=state, value=value, system_attrs={DECISION_ATTR: attr})
+def fake(number: int, role: str, config: tuple[int, ...], runs: Sequence[tuple], **kw):
+    """A finished trial with a decision and per-run records (seed, data_seed, value)."""
+    state = kw.pop("state", TrialState.COMPLETE)
+    attr = {"role": role, "config": list(config), "parent": kw.pop("parent", None),
+            "data_seeds": [d for _, d, _ in runs], "fingerprint": fingerprint(PARAMS)}  # fmt: skip
+    records = [{"seed": s, "data_seed": d, "connectivity_R2": v} for s, d, v in runs]
+    values = [v for _, _, v in runs]
+    value = min(values) if state == TrialState.COMPLETE else None
+    trial = create_trial(state=state, value=value, system_attrs={DECISION_ATTR: attr},
+                         user_attrs={"per_seed": records})  # fmt: skip
     trial.number = number
     return trial
 
 
-def test_protocol_state_statuses_walks_and_boundaries() -> None:
-    a, b, c, d = (3, 1, 2, 2), (4, 1, 2, 2), (2, 1, 2, 2), (0, 0, 0, 0)
+def test_protocol_state_evidence_walks_and_paired_incumbent() -> None:
+    a, b, c = (3, 1, 2, 2), (4, 1, 2, 2), (3, 2, 2, 2)
     trials = [
-        fake(0, "start", a, 0.95),
-        fake(1, "validate", a, 0.96, parent=0),
-        fake(2, "validate", a, 0.97, parent=0),
-        fake(3, "probe", b, None, parent=0),
-        fake(4, "retry", b, 0.5, parent=3),
-        fake(5, "probe", c, 0.95, parent=0),
-        fake(6, "jump", d, 0.3),
-        fake(7, "move", (1, 0, 0, 0), None, state=TrialState.RUNNING, parent=6),
-        fake(8, "move", (0, 1, 0, 0), 0.99, fp="other", parent=6),
+        fake(0, "start", a, [(0, 0, 0.95), (1, 1, 0.4), (2, 2, 0.5)]),
+        fake(1, "move", b, [(3, 0, 0.96), (4, 1, 0.93), (5, 2, 0.45)], parent=0),
+        fake(2, "validate", b, [(6, 6, 0.97), (7, 7, 0.98), (8, 8, 0.92)], parent=1),
+        fake(3, "move", c, [(9, 0, 0.2)], parent=1, state=TrialState.RUNNING),
         create_trial(value=0.99, params={}, distributions={}),
     ]
     state = protocol_state(trials, PARAMS)
-    assert state.status == {
-        a: ROBUST,
-        b: PARTIAL,
-        c: UNVALIDATED,
-        d: PARTIAL,
-        (1, 0, 0, 0): "pending",
-    }
-    assert [(w.first, w.kind, w.configs, w.incumbent) for w in state.walks] == [
-        (0, "start", (a,), a),
-        (6, "jump", (d, (1, 0, 0, 0)), d),
-    ]
-    lr_w = {b.side: (b.inside, b.outside, b.outside_status) for b in state.boundaries}
-    assert lr_w["high"] == (3, 4, PARTIAL)
-    assert state.open_probes[0] == Decision("probe", (1, 1, 2, 2), 5)
-    assert list(state.regions()) == [a] and state.regions()[a] == state.boundaries
-    assert state.values(a)["training.batch_size"] == 8 and state.config_of(4) == b
-    assert state.score(a) == 0.95 and state.score(b) == 0.0 and state.score(d) == 0.3
+    ev = state.evidence[b]
+    assert (ev.n, ev.converged, ev.validated) == (6, 5, True)
+    assert ev.verdict == UNDECIDED and ev.unstable
+    assert ev.mean == pytest.approx(6 / 8)
+    assert state.evidence[c].pending and state.evidence[c].n == 0
+    (walk,) = state.walks
+    assert (walk.first, walk.configs, walk.incumbent, walk.stale) == (0, (a, b, c), b, 0)
+    assert walk.panel == (0, 1, 2)
+    assert state.values(a)["training.batch_size"] == 8 and state.config_of(1) == b
 
 
 class TestBasicSampler(BasicSamplerTestCase):
@@ -439,7 +512,8 @@ class TestBasicSampler(BasicSamplerTestCase):
 
 def test_a_large_grid_jumps_to_sampled_far_configs() -> None:
     params = parse_space({f"training.p{i}": "interval(0.1, 0.7)" for i in range(5)})
-    study = optuna.create_study(sampler=ProtocolSampler(params, patience=1))
+    sampler = ProtocolSampler(params, patience=1, jump="farthest")
+    study = optuna.create_study(sampler=sampler)
     study.optimize(constant(0.5, params), n_trials=12)
     jumps = [t for t in study.trials if decision(t)[0] == "jump"]
     assert len(jumps) >= 3 and len({decision(t)[1] for t in jumps}) == len(jumps)
@@ -453,18 +527,13 @@ def test_a_large_grid_jumps_to_sampled_far_configs() -> None:
 
 def test_an_exhausted_grid_keeps_proposing() -> None:
     params = parse_space({"training.a": "choice(1, 2)", "training.b": "choice(x, y)"})
-    study = optuna.create_study(sampler=ProtocolSampler(params, n_validate=1))
-    study.optimize(constant(0.95, params), n_trials=12)
+    study = optuna.create_study(sampler=ProtocolSampler(params))
+    study.optimize(constant(0.95, params), n_trials=20)
     assert len({decision(t)[1] for t in study.trials}) == 4
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
 
-def test_one_converged_run_is_robust_when_n_validate_is_1() -> None:
-    study = run_study(3, Region(), start=INSIDE, n_validate=1)
-    assert [decision(t)[0] for t in study.trials] == ["start", "probe", "probe"]
-
-
-@pytest.mark.parametrize(("reported", "role"), [(False, "start"), (True, "retry")])
+@pytest.mark.parametrize(("reported", "role"), [(False, "start"), (True, "move")])
 def test_a_trial_killed_before_reporting_is_run_again_not_counted(reported, role):
     study = optuna.create_study(
         sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
@@ -475,6 +544,20 @@ def test_a_trial_killed_before_reporting_is_run_again_not_counted(reported, role
     study.tell(first, state=TrialState.FAIL)
     second = study.ask(distributions)
     assert second.user_attrs["role"] == role
-    assert second.params == first.params
+    assert (second.params == first.params) == (role == "start")
     state = protocol_state(study.get_trials(), PARAMS)
-    assert [r.number for r in state.runs] == ([0, 1] if reported else [1])
+    assert [v.number for v in state.visits] == ([0, 1] if reported else [1])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"retry": "often"}, "retry='often' is invalid"),
+        ({"jump": "near"}, "jump='near' is invalid"),
+        ({"seed_mode": "twice"}, "seed_mode='twice' is invalid"),
+        ({"patience": 0}, "patience=0 is invalid"),
+    ],
+)
+def test_bad_settings_are_refused_with_the_key(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ProtocolSampler(PARAMS, **kwargs)

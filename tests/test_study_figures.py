@@ -21,7 +21,7 @@ from gnn_convergence import report
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.study import maps
 from gnn_convergence.study.demo import demo_study
-from gnn_convergence.study.protocol import ROBUST, protocol_state
+from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.records import trials_frame
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -72,7 +72,7 @@ def points(trace) -> list:
 
 
 def test_the_demo_study_has_robust_configs_and_probe_boundaries(demo: Demo) -> None:
-    assert ROBUST in demo.state.status.values()
+    assert demo.state.robust_configs()
     assert any(b.outside is not None for b in demo.state.boundaries)
     assert report.study_params(demo.study) == demo.params
 
@@ -113,7 +113,7 @@ def test_pairwise_maps_start_with_lr_w_x_lr_and_show_the_estimate_and_probes(dem
     z = np.array(estimate.z, dtype=float)
     assert np.nanmin(z) < 0.5 < np.nanmax(z)
     assert "Gaussian-kernel" in fig.layout.annotations[0].text
-    robust = [c for c, s in demo.state.status.items() if s == ROBUST]
+    robust = demo.state.robust_configs()
     assert len(by_name(fig, "robust config").x) == len(robust)
     along = [
         b

@@ -60,6 +60,8 @@ def test_plugins_are_discovered():
 
 
 def test_seeds_are_distinct_for_every_run():
+    assert trial_seeds("paired", 4, 3) == ([12, 13, 14], [12, 13, 14])
+    assert trial_seeds("paired", 5, 3, panel=[12, 13, 14]) == ([15, 16, 17], [12, 13, 14])
     seen = set()
     for number in range(20):
         seeds, data = trial_seeds("rerun", number, 3)
@@ -95,7 +97,6 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
         r"## Iter (\d+): (converged|partial|failed)\n"
         r"Config: lr_W=\S+, lr=\S+, coeff_W_L1=\S+, batch_size=\d+\n"
         r"Metrics: test_R2=\S+, test_pearson=\S+, connectivity_R2=\S+, final_loss=\S+\n"
-        r"Seeds: .*\n"
         r"Observation: .+\n"
         r"Change: .+\n"
     )
@@ -200,7 +201,7 @@ def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
         assert t.state == optuna.trial.TrialState.FAIL
         assert t.user_attrs["error"]
         assert (tmp_path / "study" / f"trial_{t.number}" / "error.txt").exists()
-    assert trials[1].user_attrs["role"] == "retry"
+    assert trials[1].user_attrs["role"] == "move"
     assert "## Iter 1: failed" in (tmp_path / "study" / "analysis.md").read_text()
 
 

@@ -140,8 +140,9 @@ def _rows(frame: pd.DataFrame, params: Sequence[Param], running: bool = True) ->
     return rows
 
 
-def _seed_indices(frame: pd.DataFrame) -> list[int]:
-    found = (re.fullmatch(r"seed_(\d+)_connectivity_R2", c) for c in frame.columns)
+def _seed_indices(frame: pd.DataFrame | pd.Series) -> list[int]:
+    names = frame.columns if isinstance(frame, pd.DataFrame) else frame.index
+    found = (re.fullmatch(r"seed_(\d+)_connectivity_R2", c) for c in names)
     return sorted(int(m.group(1)) for m in found if m)
 
 
@@ -160,10 +161,9 @@ def _seed_text(row: pd.Series, i: int) -> str | None:
 
 def _run_values(row: pd.Series) -> list[float | None]:
     """connectivity_R2 of each run the row records (None for a run without a value)."""
-    indices = sorted({int(c.split("_")[1]) for c in row.index if c.startswith("seed_")})
     return [
         None if _missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v)
-        for i in indices
+        for i in _seed_indices(row)
         if _seed_text(row, i) is not None
     ]
 

@@ -13,9 +13,9 @@ so it is compared with its parent run by run on the same data. A config whose fi
 not converge and cannot be told apart from its parent is retried; a promising config is
 validated on fresh datasets until the posterior of its per-run convergence rate decides
 (:class:`~gnn_convergence.study.evidence.RobustRule`); from a config whose rate is clearly above
-one half, probes step outward along every parameter until the rate crosses one half. Then, or
-when the walk has made ``patience`` moves without improving, a jump starts a new walk far from
-every config run so far.
+one half, probes step outward along every parameter, on fresh datasets, until the rate crosses
+one half. Then, or when the walk has made ``patience`` moves without improving, a jump starts a
+new walk far from every config run so far.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ Config = tuple[int, ...]
 class Decision:
     """What one trial runs: role, config, the trial it departs from, and its datasets.
 
-    ``panel`` is the walk's datasets for a start, move, retry or first probe, None for fresh
-    datasets (a start or jump draws the panel of its walk, a validation fresh data).
+    ``panel`` is the walk's datasets for a move or a retry, None for fresh datasets (a start or
+    jump draws the panel of its walk; validations and probes run on fresh data).
     """
 
     role: str
@@ -314,9 +314,8 @@ def protocol_state(
         if evidence[c].validated
         and (evidence[c].verdict == ROBUST or evidence[c].above(HALF) >= rule.credibility)
     )
-    panels = _panels(walks)
     rays = [
-        _ray(params, evidence, rule, origin, panels.get(origin), p, step)
+        _ray(params, evidence, rule, origin, p, step)
         for origin in origins
         for p in range(len(params))
         for step, _ in _SIDES
@@ -413,15 +412,6 @@ def _walk_configs(walks: Sequence[Walk]) -> list[Config]:
     return list(dict.fromkeys(c for w in walks for c in w.configs))
 
 
-def _panels(walks: Sequence[Walk]) -> dict[Config, tuple[int, ...] | None]:
-    """The panel of the (first) walk that visited each config."""
-    panels: dict[Config, tuple[int, ...] | None] = {}
-    for walk in walks:
-        for config in walk.configs:
-            panels.setdefault(config, walk.panel)
-    return panels
-
-
 def paired(a: Evidence, b: Evidence) -> tuple[float, float] | None:
     """(converged difference, mean connectivity_R2 difference) of a over b on their shared
     datasets, per dataset averaged over its runs; on all runs when they share none. None when
@@ -467,11 +457,14 @@ def _ray(
     evidence: Mapping[Config, Evidence],
     rule: RobustRule,
     origin: Config,
-    panel: tuple[int, ...] | None,
     p: int,
     step: int,
 ) -> Boundary | Decision | None:
-    """Read the probe ray from ``origin``: its boundary, the next run it needs, or None."""
+    """Read the probe ray from ``origin``: its boundary, the next run it needs, or None.
+
+    Probe points run on fresh datasets: a walk's panel says how a config compares with its
+    parent, but its datasets are shared by every config of the walk, so their runs are not
+    independent draws of a config's convergence rate."""
     side = dict(_SIDES)[step]
     inside = origin
     index = origin[p] + step
@@ -480,7 +473,7 @@ def _ray(
         ev = evidence.get(point)
         parent = evidence[origin].visits[0].number
         if ev is None:
-            return Decision(PROBE, point, parent, panel)
+            return Decision(PROBE, point, parent)
         if ev.pending:
             return None
         side_of = decide(ev.converged, ev.n, HALF, rule.credibility)

@@ -28,9 +28,9 @@ def trial_seeds(
 ) -> tuple[list[int], list[int] | None]:
     """Training seeds and simulation seeds (None: the config's own) of trial `number`.
 
-    - paired: n_seeds runs on the walk's ``panel`` of datasets when given (a move, a retry, a
-      first probe), else on fresh datasets n_seeds * number + i (a start or jump, whose
-      datasets become its walk's panel, or a validation);
+    - paired: n_seeds runs on the walk's ``panel`` of datasets when given (a move, a retry),
+      else on fresh datasets n_seeds * number + i (a start or jump, whose datasets become its
+      walk's panel; a validation; a probe);
     - rerun: each run an independent rerun, with its own simulation and training seed;
     - fixed_data: one dataset (simulation.seed) for all runs, n_seeds training seeds;
     - cross: n_data datasets, each trained with n_seeds training seeds.
