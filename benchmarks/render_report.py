@@ -108,8 +108,8 @@ def demo_report(folder: Path, n_trials: int) -> Path:
     """Write the report of a synthetic study into ``folder``."""
     import optuna
 
-    from gnn_convergence.report import write_study
     from gnn_convergence.study.demo import demo_study
+    from gnn_convergence.study.pages import write_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study, params = demo_study(n_trials=n_trials)

@@ -1,173 +1,30 @@
-"""Study report: records, figure pages and one ``report.html`` for any study in storage.
+"""Rewrite a study's records, figure pages and report from its storage.
 
 Usage::
 
     python -m gnn_convergence.report STORAGE_URL STUDY_NAME [--out DIR]
 
-The study's search space is read from its ``space`` user attribute (written by the sweeper), its
-thresholds and robust rule from the ``thresholds`` and ``robust`` user attributes where present
-(else the defaults; thresholds may be given on the command line). Every page is self-contained HTML
-(plotly.js inlined once per page), so it opens offline and can be copied anywhere. The
-``lr_W x lr`` boundary map is also attached to the study for optuna-dashboard.
+Thresholds and the robust rule come from the study's own attributes (written by the sweeper);
+``--converged`` and ``--failed`` override the thresholds. Prints the path of ``report.html``.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import sys
-from collections.abc import Mapping, Sequence
-from html import escape
+from collections.abc import Sequence
 from pathlib import Path
 
-import optuna
-import pandas as pd
-import plotly.graph_objects as go
-import plotly.io as pio
-from optuna_dashboard import save_plotly_graph_object
-from plotly.offline import get_plotlyjs
-
 from gnn_convergence.outcome import Thresholds
-from gnn_convergence.study import maps
-from gnn_convergence.study.evidence import RobustRule
-from gnn_convergence.study.protocol import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
-from gnn_convergence.study.records import (
-    ANALYSIS_MD,
-    TRIALS_CSV,
-    summary_tables,
-    write_atomic,
-    write_records,
+from gnn_convergence.study.pages import (
+    default_folder,
+    load_study,
+    study_params,
+    study_rule,
+    study_thresholds,
+    write_study,
 )
-from gnn_convergence.study.space import Param, fingerprint, parse_space, value_text
-
-REPORT_HTML = "report.html"
-PAGES = {
-    "walk": "The walk",
-    "maps": "Pairwise maps",
-    "slices": "One slice per parameter",
-    "parallel": "Parallel coordinates",
-}
-DASHBOARD_MAP_ID = "boundary_map"
-STYLE = (
-    "body{font-family:sans-serif;margin:1.5em;max-width:1400px}"
-    "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
-    "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-)
-
-
-def study_figures(
-    frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds = DEFAULT_THRESHOLDS
-) -> dict[str, list[go.Figure]]:
-    """Every figure of a study, by page name (see :data:`PAGES`); maps start with lr_W x lr."""
-    return {
-        "walk": [maps.walk_figure(frame, state, thresholds)],
-        "maps": [
-            maps.pair_figure(frame, state, x, y, thresholds)
-            for x, y in maps.ordered_pairs(state.params)
-        ],
-        "slices": [maps.slice_figure(frame, state, p, thresholds) for p in state.params],
-        "parallel": [maps.parallel_figure(frame, state, thresholds)],
-    }
-
-
-def write_study(
-    study: optuna.Study,
-    params: Sequence[Param],
-    folder: str | Path,
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    rule: RobustRule = DEFAULT_RULE,
-) -> Path:
-    """(Re)write the records, the figure pages and ``report.html`` in ``folder`` from one read
-    of the storage; attach the boundary map to the study for optuna-dashboard. Returns the
-    report's path. Cheap enough after every trial."""
-    folder = Path(folder)
-    state, frame = write_records(study, params, folder, thresholds, rule)
-    figures = study_figures(frame, state, thresholds)
-    for name, title in PAGES.items():
-        write_atomic(folder / f"{name}.html", page(f"{study.study_name}: {title}", figures[name]))
-    head, tail = _summary_html(frame, state, thresholds), _trials_html(frame, state)
-    report = page(f"Study {study.study_name}", _flat(figures), head, tail)
-    write_atomic(folder / REPORT_HTML, report)
-    save_plotly_graph_object(study, figures["maps"][0], graph_object_id=DASHBOARD_MAP_ID)
-    return folder / REPORT_HTML
-
-
-def page(title: str, figures: Sequence[go.Figure], head: str = "", tail: str = "") -> str:
-    """A self-contained HTML page: ``head``, the figures, ``tail``; plotly.js inlined once."""
-    divs = "\n".join(pio.to_html(f, full_html=False, include_plotlyjs=False) for f in figures)
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{STYLE}</style>\n<script>{get_plotlyjs()}</script></head>\n"
-        f"<body><h1>{escape(title)}</h1>\n{head}\n{divs}\n{tail}\n</body></html>\n"
-    )
-
-
-def _flat(figures: Mapping[str, list[go.Figure]]) -> list[go.Figure]:
-    return [f for name in PAGES for f in figures[name]]
-
-
-def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds) -> str:
-    states = frame["state"].value_counts().to_dict()
-    counts = ", ".join(f"{s.lower()} {n}" for s, n in sorted(states.items())) or "no trials"
-    now = datetime.datetime.now().isoformat(timespec="seconds")
-    links = " | ".join(
-        f'<a href="{f}">{f}</a>' for f in (ANALYSIS_MD, TRIALS_CSV, *(f"{p}.html" for p in PAGES))
-    )
-    parts = [
-        f"<p>{len(frame)} trials ({escape(counts)}); converged above {thresholds.converged:g}, "
-        f"failed below {thresholds.failed:g}; robust when P(rate > {state.rule.level:g}) >= "
-        f"{state.rule.credibility:g} with runs on fresh data. "
-        f"Written {now}. Files (beside this page): {links}</p>"
-    ]
-    for title, table in summary_tables(state).items():
-        parts.append(f"<h2>{escape(title)}</h2>")
-        html = table.to_html(index=False, float_format="{:.4f}".format)
-        parts.append(html if len(table) else "<p>none</p>")
-    return "\n".join([*parts, "<h2>Figures</h2>"])
-
-
-def _trials_html(frame: pd.DataFrame, state: ProtocolState) -> str:
-    columns = ["number", "state", "class", "verdict", "role", "change", "value"]
-    trials = frame[columns[:6] + [p.label for p in state.params] + columns[6:]].copy()
-    for p in state.params:
-        trials[p.label] = [value_text(v) if pd.notna(v) else "" for v in trials[p.label]]
-    table = trials.to_html(index=False, na_rep="", float_format="{:.4f}".format)
-    return f"<h2>Trials</h2>\n{table}"
-
-
-def study_params(study: optuna.Study) -> list[Param]:
-    """The study's parameters, parsed from the search space the sweeper stored on it.
-
-    Raises:
-        ValueError: When the study has no ``params`` attribute (not made by the sweeper).
-    """
-    space = study.user_attrs.get("params")
-    if not isinstance(space, Mapping):
-        raise ValueError(
-            f"study {study.study_name} has no 'params' attribute: not a sweeper study"
-        )
-    return parse_space(space)
-
-
-def study_thresholds(study: optuna.Study) -> Thresholds:
-    """The study's ``thresholds`` attribute, else the defaults."""
-    stored = study.user_attrs.get("thresholds")
-    return Thresholds(**stored) if isinstance(stored, Mapping) else DEFAULT_THRESHOLDS
-
-
-def study_rule(study: optuna.Study) -> RobustRule:
-    """The study's ``robust`` attribute, else the default rule."""
-    stored = study.user_attrs.get("robust")
-    return RobustRule(**stored) if isinstance(stored, Mapping) else DEFAULT_RULE
-
-
-def default_folder(study: optuna.Study) -> Path:
-    """Where the study's trial folders lie, if that exists here, else ``outputs/studies/NAME``."""
-    folders = [t.user_attrs.get("folder") for t in study.get_trials(deepcopy=False)]
-    parents = [Path(f).parent for f in folders if isinstance(f, str)]
-    if parents and parents[-1].is_dir():
-        return parents[-1]
-    return Path("outputs") / "studies" / study.study_name
+from gnn_convergence.study.space import fingerprint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,20 +54,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = args.out or default_folder(study)
     print(write_study(study, params, folder, thresholds, study_rule(study)))
     return 0
-
-
-def load_study(storage: str, name: str) -> optuna.Study:
-    """Load a study without creating anything: a missing SQLite file or study is an error.
-
-    Raises:
-        ValueError: For a missing SQLite file or study name (the message lists the studies).
-    """
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
-        raise ValueError(f"no SQLite file at {storage}")
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise ValueError(f"no study {name!r} in {storage}; studies: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import os
 import optuna
 import plotly.io as pio
 
-from gnn_convergence import report
+from gnn_convergence.study import pages
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.records import summary_tables, trials_frame
@@ -39,11 +39,11 @@ if "get_ipython" not in globals():  # a plain script: show() must not open a bro
 # %%
 storage, name = os.environ.get("GNN_STUDY_STORAGE"), os.environ.get("GNN_STUDY_NAME")
 if storage and name:
-    study = report.load_study(storage, name)
-    params = report.study_params(study)
+    study = pages.load_study(storage, name)
+    params = pages.study_params(study)
 else:
     study, params = demo_study(n_trials=30)
-thresholds, rule = report.study_thresholds(study), report.study_rule(study)
+thresholds, rule = pages.study_thresholds(study), pages.study_rule(study)
 state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, rule)
 frame = trials_frame(study, params, thresholds, rule)
 print(f"study {study.study_name}: {len(frame)} trials, {len(state.walks)} walks")
@@ -71,7 +71,7 @@ tables["Robust configs"]
 # ## parallel coordinates
 
 # %%
-figures = report.study_figures(frame, state, thresholds)
-for page in report.PAGES:
+figures = pages.study_figures(frame, state, thresholds)
+for page in pages.PAGES:
     for fig in figures[page]:
         fig.show()

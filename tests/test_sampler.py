@@ -21,9 +21,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 from gnn_convergence.study import sampler as sampler_module
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import NOT_ROBUST, ROBUST, UNDECIDED, RobustRule
-from gnn_convergence.study.protocol import DECISION_ATTR, min_distances, protocol_state
+from gnn_convergence.study.protocol import min_distances, protocol_state
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, fingerprint, index_of, parse_space
+from gnn_convergence.study.vocabulary import DECISION
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -116,7 +117,7 @@ def run_study(n_trials: int, objective=None, storage=None, **kwargs: Any) -> opt
 
 
 def decision(trial: FrozenTrial) -> tuple[str, tuple[int, ...], int | None]:
-    attr = trial.system_attrs[DECISION_ATTR]
+    attr = trial.system_attrs[DECISION]
     return attr["role"], tuple(attr["config"]), attr["parent"]
 
 
@@ -408,7 +409,7 @@ def test_enqueued_trials_are_respected() -> None:
     assert first.user_attrs["data_seeds"] == [0, 1, 2]
     assert decision(first)[1] == (4, 2, 3, 3)
     assert off_grid.params["training.learning_rate_W_start"] == 1.5e-3
-    assert off_grid.system_attrs[DECISION_ATTR]["on_grid"] is False
+    assert off_grid.system_attrs[DECISION]["on_grid"] is False
     assert decision(start)[0] == "start"
     assert [v.number for v in state_of(study).visits] == [0, 2, 3]
 
@@ -475,7 +476,7 @@ def fake(number: int, role: str, config: tuple[int, ...], runs: Sequence[tuple],
     records = [{"seed": s, "data_seed": d, "connectivity_R2": v} for s, d, v in runs]
     values = [v for _, _, v in runs]
     value = min(values) if state == TrialState.COMPLETE else None
-    trial = create_trial(state=state, value=value, system_attrs={DECISION_ATTR: attr},
+    trial = create_trial(state=state, value=value, system_attrs={DECISION: attr},
                          user_attrs={"per_seed": records})  # fmt: skip
     trial.number = number
     return trial

@@ -17,9 +17,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gnn_convergence import report
 from gnn_convergence.figures import CLASS_COLORS
-from gnn_convergence.study import maps
+from gnn_convergence.study import maps, pages
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.records import trials_frame
@@ -60,7 +59,7 @@ def demo() -> Demo:
 @pytest.fixture(scope="module")
 def mixed() -> Demo:
     study = with_fail_and_running(10)
-    return Demo(study, report.study_params(study))
+    return Demo(study, pages.study_params(study))
 
 
 def by_name(fig, name: str):
@@ -74,7 +73,7 @@ def points(trace) -> list:
 def test_the_demo_study_has_robust_configs_and_probe_boundaries(demo: Demo) -> None:
     assert demo.state.robust_configs()
     assert any(b.outside is not None for b in demo.state.boundaries)
-    assert report.study_params(demo.study) == demo.params
+    assert pages.study_params(demo.study) == demo.params
 
 
 def test_a_slice_has_every_seed_each_minimum_thresholds_and_probe_boundaries(demo: Demo) -> None:
@@ -168,9 +167,9 @@ def test_failed_and_running_trials_are_drawn_at_zero(mixed: Demo) -> None:
 
 
 def test_pages_are_self_contained_and_the_dashboard_gets_the_map(demo: Demo, tmp_path) -> None:
-    path = report.write_study(demo.study, demo.params, tmp_path)
-    assert path == tmp_path / report.REPORT_HTML
-    for name in [*report.PAGES, "report"]:
+    path = pages.write_study(demo.study, demo.params, tmp_path)
+    assert path == tmp_path / pages.REPORT_HTML
+    for name in [*pages.PAGES, "report"]:
         html = (tmp_path / f"{name}.html").read_text()
         assert html.count(PLOTLY_JS) >= 1 and '<script src="http' not in html
     page = path.read_text()
@@ -190,7 +189,7 @@ def test_optuna_dashboard_serves_the_boundary_map_from_sqlite(tmp_path) -> None:
 
     storage = sqlite_copy(demo_study(n_trials=8)[0], tmp_path)
     study = optuna.load_study(study_name="demo", storage=storage)
-    report.write_study(study, report.study_params(study), tmp_path / "out")
+    pages.write_study(study, pages.study_params(study), tmp_path / "out")
     server = make_server("127.0.0.1", 0, wsgi(storage), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -199,7 +198,7 @@ def test_optuna_dashboard_serves_the_boundary_map_from_sqlite(tmp_path) -> None:
     finally:
         server.shutdown()
     graphs = {g["id"]: json.loads(g["graph_object"]) for g in detail["plotly_graph_objects"]}
-    names = {trace.get("name") for trace in graphs[report.DASHBOARD_MAP_ID]["data"]}
+    names = {trace.get("name") for trace in graphs[pages.DASHBOARD_MAP_ID]["data"]}
     assert {"boundary estimate", "robust config", "probe boundary"} <= names
 
 
@@ -225,7 +224,7 @@ def test_report_command_on_a_finished_study_writes_into_the_default_folder(tmp_p
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "outputs" / "studies" / "demo"  # the trial folders are not here
     assert Path(proc.stdout.strip()) == Path("outputs/studies/demo/report.html")
-    for name in ("report.html", "analysis.md", "trials.csv", *(f"{p}.html" for p in report.PAGES)):
+    for name in ("report.html", "analysis.md", "trials.csv", *(f"{p}.html" for p in pages.PAGES)):
         assert (folder / name).is_file(), name
     assert "# Summary" in (folder / "analysis.md").read_text()
 

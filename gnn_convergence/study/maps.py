@@ -28,6 +28,7 @@ from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
 from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
+from gnn_convergence.study.vocabulary import FINISHED_NAMES
 
 PENDING_COLOR = "#9e9e9e"
 ROLE_SYMBOLS = {
@@ -39,7 +40,6 @@ ROLE_SYMBOLS = {
     "probe": "triangle-up",
     "enqueued": "cross",
 }
-FINISHED = ("COMPLETE", "FAIL", "PRUNED")
 Y_FLOOR = -0.2  # connectivity_R2 below this is drawn at it (the hover gives the value)
 SPREAD = 0.3  # trials at one value spread over this fraction of a grid step
 BANDWIDTH = 1.0  # of the boundary estimate's Gaussian kernel, in grid steps
@@ -130,7 +130,7 @@ def _text(value: Any, default: str = "-") -> str:
 def _rows(frame: pd.DataFrame, params: Sequence[Param], running: bool = True) -> pd.DataFrame:
     """The finished (and running) trials, with columns ``hover``, ``color`` and ``y`` (the
     objective as drawn: 0 for FAIL, PRUNED and RUNNING trials, floored at Y_FLOOR)."""
-    states = FINISHED + (("RUNNING",) if running else ())
+    states = FINISHED_NAMES + (("RUNNING",) if running else ())
     rows = frame[frame["state"].isin(states)].reset_index(drop=True)
     seeds = _seed_indices(frame)
     rows["hover"] = [hover_text(row, params, seeds) for _, row in rows.iterrows()]
@@ -327,7 +327,7 @@ def _estimate_trace(
     rows: pd.DataFrame, x: Param, y: Param, thresholds: Thresholds
 ) -> go.Contour | None:
     cells: dict[tuple[float, float], list[bool]] = defaultdict(list)
-    done = rows[rows["state"].isin(FINISHED)]
+    done = rows[rows["state"].isin(FINISHED_NAMES)]
     for _, row in done.iterrows():
         cell = (_u(x, row[x.label]), _u(y, row[y.label]))
         if None not in cell:

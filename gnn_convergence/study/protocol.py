@@ -1,7 +1,7 @@
 """The study protocol as a pure function of the trial history, decided on runs.
 
 A config is a tuple of grid indices, one per :class:`~gnn_convergence.study.space.Param`. Every
-decided trial carries a decision (system attribute :data:`DECISION_ATTR`): its role, config,
+decided trial carries a decision (system attribute :data:`DECISION`): its role, config,
 parent trial and the seeds of its runs. :func:`protocol_state` replays those trials in number
 order into per-config evidence (every run: its dataset, connectivity_R2 and class), walks and
 the boundaries found by probing; :func:`next_decision` derives what the next trial runs.
@@ -42,18 +42,20 @@ from gnn_convergence.study.evidence import (
     prob_above,
 )
 from gnn_convergence.study.space import Param, fingerprint
-
-DECISION_ATTR = "protocol:decision"
-REPORTED_ATTR = "reported"  # False on a launched trial until its job has returned
-START, MOVE, RETRY, VALIDATE, PROBE, JUMP, ENQUEUED = (
-    "start",
-    "move",
-    "retry",
-    "validate",
-    "probe",
-    "jump",
-    "enqueued",
+from gnn_convergence.study.vocabulary import (
+    DECISION,
+    ENQUEUED,
+    JUMP,
+    MOVE,
+    PER_SEED,
+    PROBE,
+    REPORTED,
+    RETRY,
+    START,
+    VALIDATE,
+    finite,
 )
+
 WALK_ROLES = (START, JUMP, MOVE)
 RETRY_RULES = ("undecided", "all")  # retry a non-converged first trial when undecided, or always
 JUMP_RULES = ("far", "farthest")  # a random far config, or the farthest (often a corner)
@@ -333,12 +335,12 @@ def protocol_state(
 
 
 def _visit(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Visit | None:
-    decision = trial.system_attrs.get(DECISION_ATTR)
+    decision = trial.system_attrs.get(DECISION)
     if not isinstance(decision, Mapping) or decision.get("fingerprint") != space:
         return None
     if not decision.get("on_grid", True) or trial.state == TrialState.WAITING:
         return None
-    if trial.state == TrialState.FAIL and trial.user_attrs.get(REPORTED_ATTR) is False:
+    if trial.state == TrialState.FAIL and trial.user_attrs.get(REPORTED) is False:
         return None  # killed or interrupted before its job reported: no run, decide it again
     planned = decision.get("data_seeds")
     data_seeds = tuple(int(s) for s in planned) if isinstance(planned, list) else None
@@ -357,7 +359,7 @@ def _visit(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Visit | No
 def _runs(
     trial: FrozenTrial, data_seeds: tuple[int, ...] | None, thresholds: Thresholds
 ) -> tuple[Run, ...]:
-    records = trial.user_attrs.get("per_seed")
+    records = trial.user_attrs.get(PER_SEED)
     if isinstance(records, list) and records:
         return tuple(
             _run(
@@ -376,8 +378,8 @@ def _runs(
 
 
 def _run(number: int, seed: Any, data_seed: Any, value: Any, thresholds: Thresholds) -> Run:
-    finite = value if isinstance(value, (int, float)) and math.isfinite(value) else None
-    return Run(number, seed, data_seed, finite, classify(finite, thresholds))
+    value = finite(value)
+    return Run(number, seed, data_seed, value, classify(value, thresholds))
 
 
 def _walks(visits: Sequence[Visit], evidence: Mapping[Config, Evidence]) -> tuple[Walk, ...]:

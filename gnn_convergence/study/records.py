@@ -23,17 +23,31 @@ from optuna.trial import FrozenTrial, TrialState
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
 from gnn_convergence.study.evidence import ROBUST, RobustRule
 from gnn_convergence.study.protocol import (
-    DECISION_ATTR,
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
-    REPORTED_ATTR,
-    START,
     Config,
     Evidence,
     ProtocolState,
     protocol_state,
 )
 from gnn_convergence.study.space import Param, value_text
+from gnn_convergence.study.vocabulary import (
+    CHANGE,
+    DATA_SEEDS,
+    DECISION,
+    ERROR,
+    FINISHED,
+    FOLDER,
+    PARENT,
+    PER_SEED,
+    REPORTED,
+    ROLE,
+    SEED_MODE,
+    SEEDS,
+    START,
+    finite,
+    number_text,
+)
 
 TRIALS_CSV = "trials.csv"
 ANALYSIS_MD = "analysis.md"
@@ -44,7 +58,6 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 SEED_COLUMNS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss", "diverged_at_step")
 METRICS_LINE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
 ROLE_NOTES = {
     "start": "start config",
     "jump": "jump: new walk",
@@ -108,11 +121,11 @@ def _row(
         "value": trial.value,
         "class": trial_class(trial, thresholds),
         **(_config_columns(ev) if ev is not None else {}),
-        **{key: attrs.get(key) for key in ("role", "parent", "change", "seed_mode")},
+        **{key: attrs.get(key) for key in (ROLE, PARENT, CHANGE, SEED_MODE)},
         **{p.label: trial.params.get(p.name) for p in params},
         **{key: attrs.get(key) for key in SUMMARY_KEYS},
-        **{key: _json(attrs.get(key)) for key in ("seeds", "data_seeds")},
-        **{key: attrs.get(key) for key in ("folder", "error")},
+        **{key: _json(attrs.get(key)) for key in (SEEDS, DATA_SEEDS)},
+        **{key: attrs.get(key) for key in (FOLDER, ERROR)},
         "datetime_start": trial.datetime_start,
         "duration_s": trial.duration.total_seconds() if trial.duration else None,
     }
@@ -175,15 +188,15 @@ def _metrics(trial: FrozenTrial, seeds: list[dict]) -> str:
     if trial.state != TrialState.COMPLETE:
         return f"none (error: {_error(trial)})"
     worst = min(seeds, key=_seed_value) if seeds else {"connectivity_R2": trial.value}
-    return ", ".join(f"{m}={_num(worst.get(m))}" for m in METRICS_LINE)
+    return ", ".join(f"{m}={number_text(worst.get(m))}" for m in METRICS_LINE)
 
 
 def _error(trial: FrozenTrial) -> str:
-    if trial.user_attrs.get(REPORTED_ATTR) is False:
+    if trial.user_attrs.get(REPORTED) is False:
         default = "killed before its job reported; the protocol runs it again"
     else:
         default = "pruned" if trial.state == TrialState.PRUNED else "none recorded"
-    return " ".join(str(trial.user_attrs.get("error") or default).split())
+    return " ".join(str(trial.user_attrs.get(ERROR) or default).split())
 
 
 def _observation(
@@ -206,9 +219,9 @@ def _observation(
 def _seed_note(trial: FrozenTrial, seeds: list[dict], thresholds: Thresholds) -> str:
     if not seeds:
         done = trial.state == TrialState.COMPLETE
-        return f"connectivity_R2 {_num(trial.value)}" if done else "no per-run results"
+        return f"connectivity_R2 {number_text(trial.value)}" if done else "no per-run results"
     classes = [_seed_class(s, thresholds) for s in seeds]
-    values = ", ".join(_num(s.get("connectivity_R2")) for s in seeds)
+    values = ", ".join(number_text(s.get("connectivity_R2")) for s in seeds)
     text = f"{classes.count(CONVERGED)}/{len(seeds)} runs converged (connectivity_R2 {values}"
     data = [s.get("data_seed") for s in seeds]
     if all(d is not None for d in data):
@@ -220,8 +233,8 @@ def _data_note(seeds: list[dict], thresholds: Thresholds) -> str:
     """effective_rank_99 of the data of non-converged seeds (and of converged ones if differ)."""
     ranks: dict[bool, list[str]] = {True: [], False: []}
     for s in seeds:
-        rank = _finite(s.get("effective_rank_99"))
-        text = _num(rank)
+        rank = finite(s.get("effective_rank_99"))
+        text = number_text(rank)
         good = _seed_class(s, thresholds) == CONVERGED
         if rank is not None and text not in ranks[good]:
             ranks[good].append(text)
@@ -235,13 +248,13 @@ def _data_note(seeds: list[dict], thresholds: Thresholds) -> str:
 
 def _role_note(trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
-    note = ROLE_NOTES.get(attrs.get("role"), "")
-    return note.format(parent=attrs.get("parent"), change=attrs.get("change"))
+    note = ROLE_NOTES.get(attrs.get(ROLE), "")
+    return note.format(parent=attrs.get(PARENT), change=attrs.get(CHANGE))
 
 
 def _config_note(trial: FrozenTrial, state: ProtocolState | None) -> str:
     """The config's evidence up to this trial, when it has run more than once."""
-    decision = trial.system_attrs.get(DECISION_ATTR)
+    decision = trial.system_attrs.get(DECISION)
     if state is None or not isinstance(decision, Mapping):
         return ""
     config = tuple(decision.get("config", ()))
@@ -261,9 +274,9 @@ def evidence_text(ev: Evidence) -> str:
 
 
 def _change(trial: FrozenTrial) -> str:
-    if trial.user_attrs.get("role") == START:
+    if trial.user_attrs.get(ROLE) == START:
         return "none (start)"
-    return trial.user_attrs.get("change") or "none"
+    return trial.user_attrs.get(CHANGE) or "none"
 
 
 def summary_section(
@@ -421,29 +434,15 @@ def _by_number(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def _per_seed(trial: FrozenTrial) -> list[dict]:
-    records = trial.user_attrs.get("per_seed")
+    records = trial.user_attrs.get(PER_SEED)
     return [r for r in records if isinstance(r, Mapping)] if isinstance(records, list) else []
 
 
 def _seed_class(record: Mapping[str, Any], thresholds: Thresholds) -> str:
-    return classify(_finite(record.get("connectivity_R2")), thresholds)
+    return classify(finite(record.get("connectivity_R2")), thresholds)
 
 
 def _seed_value(record: Mapping[str, Any]) -> float:
     """A seed's connectivity_R2, -inf when missing (so the worst seed)."""
-    value = _finite(record.get("connectivity_R2"))
+    value = finite(record.get("connectivity_R2"))
     return -math.inf if value is None else value
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _num(value: Any) -> str:
-    """4 decimals below 1 (``0.9552``), else 5 significant digits (``1525.5``); nan if none."""
-    x = _finite(value)
-    if x is None:
-        return "nan"
-    return f"{x:.4f}" if 1e-3 <= abs(x) < 1 else f"{x:.5g}"

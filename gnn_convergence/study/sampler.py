@@ -18,16 +18,10 @@ from optuna.trial import FrozenTrial, TrialState
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.protocol import (
-    DECISION_ATTR,
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
-    ENQUEUED,
     JUMP_RULES,
-    MOVE,
-    PROBE,
-    RETRY,
     RETRY_RULES,
-    VALIDATE,
     Config,
     Decision,
     ProtocolState,
@@ -37,9 +31,20 @@ from gnn_convergence.study.protocol import (
 )
 from gnn_convergence.study.seeding import check_seeding, trial_seeds
 from gnn_convergence.study.space import Param, fingerprint, index_of, snap_index, value_text
+from gnn_convergence.study.vocabulary import (
+    CHANGE,
+    DATA_SEEDS,
+    DECISION,
+    ENQUEUED,
+    MOVE,
+    PARENT,
+    PROBE,
+    RETRY,
+    ROLE,
+    SEEDS,
+    VALIDATE,
+)
 
-ROLE_ATTR, PARENT_ATTR, CHANGE_ATTR = "role", "parent", "change"
-SEEDS_ATTR, DATA_SEEDS_ATTR = "seeds", "data_seeds"
 WAIT_S = 10.0
 POLL_S = 0.05
 _logger = get_logger(__name__)
@@ -126,7 +131,7 @@ class ProtocolSampler(BaseSampler):
         return {p.name: p.distribution for p in self._params}
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
-        if DECISION_ATTR in trial.system_attrs:
+        if DECISION in trial.system_attrs:
             return
         preset = {**trial.params, **trial.system_attrs.get("fixed_params", {})}
         if preset or "fixed_params" in trial.system_attrs:
@@ -142,7 +147,7 @@ class ProtocolSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        decision = study._storage.get_trial_system_attrs(trial._trial_id).get(DECISION_ATTR)
+        decision = study._storage.get_trial_system_attrs(trial._trial_id).get(DECISION)
         if not isinstance(decision, Mapping) or decision.get("fingerprint") != self._fingerprint:
             return {}
         values = zip(self._params, decision["config"], strict=True)
@@ -196,11 +201,11 @@ class ProtocolSampler(BaseSampler):
         mode, n_seeds, n_data = self._seeding
         seeds, data_seeds = trial_seeds(mode, trial.number, n_seeds, n_data, decision.panel)
         user = {
-            ROLE_ATTR: decision.role,
-            PARENT_ATTR: decision.parent,
-            CHANGE_ATTR: self.describe(decision, state),
-            SEEDS_ATTR: seeds,
-            DATA_SEEDS_ATTR: data_seeds,
+            ROLE: decision.role,
+            PARENT: decision.parent,
+            CHANGE: self.describe(decision, state),
+            SEEDS: seeds,
+            DATA_SEEDS: data_seeds,
         }
         for key, value in user.items():
             storage.set_trial_user_attr(trial_id, key, value)
@@ -212,10 +217,10 @@ class ProtocolSampler(BaseSampler):
             "fingerprint": self._fingerprint,
             "on_grid": on_grid,
         }
-        storage.set_trial_system_attr(trial_id, DECISION_ATTR, attr)
+        storage.set_trial_system_attr(trial_id, DECISION, attr)
         for key, value in user.items():
             trial.set_user_attr(key, value)
-        trial.system_attrs[DECISION_ATTR] = attr
+        trial.system_attrs[DECISION] = attr
 
     def describe(self, decision: Decision, state: ProtocolState | None) -> str:
         """Human-readable change of a decision, e.g. ``lr_W: 0.001 -> 0.002``."""
@@ -272,7 +277,7 @@ def _undecided(study: Study, number: int) -> bool:
     return any(
         t.number < number
         and t.state == TrialState.RUNNING
-        and DECISION_ATTR not in t.system_attrs
+        and DECISION not in t.system_attrs
         and (t.datetime_start is None or t.datetime_start > recent)
         for t in study.get_trials(deepcopy=False)
     )

@@ -24,11 +24,11 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError, to_run_config
 from gnn_convergence.outcome import Thresholds
-from gnn_convergence.report import write_study
 from gnn_convergence.study.evidence import RobustRule
-from gnn_convergence.study.protocol import REPORTED_ATTR
+from gnn_convergence.study.pages import write_study
 from gnn_convergence.study.seeding import check_seeding
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
+from gnn_convergence.study.vocabulary import REPORTED
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ class ProtocolSweeperImpl(Sweeper):
         for key, value in (
             ("seed_mode", self.seed_mode),
             ("folder", str(folder)),
-            (REPORTED_ATTR, False),
+            (REPORTED, False),
         ):
             trial.set_user_attr(key, value)
         overrides = [f"{p.name}={trial.params[p.name]!r}" for p in space]
@@ -265,7 +265,7 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[
 
 def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> None:
     """Store the job's numbers on the trial and tell Optuna; an error makes a FAIL trial."""
-    trial.set_user_attr(REPORTED_ATTR, True)
+    trial.set_user_attr(REPORTED, True)
     try:
         result = ret.return_value
     except Exception as err:  # the job's own exception, re-raised by Hydra
@@ -302,4 +302,4 @@ def _finite(value: Any) -> Any:
 def _n_finished(study: optuna.Study) -> int:
     """Finished trials that count toward n_trials: a killed job's trial does not."""
     trials = study.get_trials(deepcopy=False, states=FINISHED)
-    return sum(t.user_attrs.get(REPORTED_ATTR) is not False for t in trials)
+    return sum(t.user_attrs.get(REPORTED) is not False for t in trials)

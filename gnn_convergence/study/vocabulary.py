@@ -1,0 +1,50 @@
+"""The study's words: trial attribute keys, roles, finished states, and number helpers.
+
+Every module of the study (protocol, sampler, records, maps, report) and the sweeper read and
+write trials through these names, so a key is spelled in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from optuna.trial import TrialState
+
+# The decision a trial runs (system attribute, written by the sampler)
+DECISION = "protocol:decision"
+# User attributes: the sampler's decision, as shown in optuna-dashboard
+ROLE, PARENT, CHANGE = "role", "parent", "change"
+SEEDS, DATA_SEEDS = "seeds", "data_seeds"
+# User attributes: written by the sweeper around the job
+SEED_MODE, FOLDER, OVERRIDES, ERROR = "seed_mode", "folder", "overrides", "error"
+REPORTED = "reported"  # False on a launched trial until its job has returned
+PER_SEED = "per_seed"  # one record per run: seed, data_seed, metrics, data statistics
+
+START, MOVE, RETRY, VALIDATE, PROBE, JUMP, ENQUEUED = (
+    "start",
+    "move",
+    "retry",
+    "validate",
+    "probe",
+    "jump",
+    "enqueued",
+)
+
+FINISHED = (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)
+FINISHED_NAMES = tuple(s.name for s in FINISHED)
+
+
+def finite(value: Any) -> float | None:
+    """A finite number as float, else None (bools, strings, NaN, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def number_text(value: Any) -> str:
+    """4 decimals below 1 (``0.9552``), else 5 significant digits (``1525.5``); nan if none."""
+    x = finite(value)
+    if x is None:
+        return "nan"
+    return f"{x:.4f}" if 1e-3 <= abs(x) < 1 else f"{x:.5g}"
