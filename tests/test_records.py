@@ -17,7 +17,6 @@ from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
     iteration_entry,
-    summary_section,
     trials_frame,
     write_records,
 )
@@ -238,8 +237,9 @@ def test_running_trials_are_in_the_csv_but_not_in_the_analysis(tmp_path) -> None
     assert pd.isna(frame.loc[running.number, "class"])
 
 
-def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study) -> None:
-    text = summary_section(protocol_study, PARAMS)
+def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study, tmp_path):
+    write_records(protocol_study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text().split("# Iterations", 1)[0]
     sections = dict(re.findall(r"^## (.+?)\n\n(.*?)(?=^## |\Z)", text, re.M | re.S))
     robust = sections["Robust configs"].splitlines()
     assert robust[0] == (

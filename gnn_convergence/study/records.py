@@ -279,17 +279,6 @@ def _change(trial: FrozenTrial) -> str:
     return trial.user_attrs.get(CHANGE) or "none"
 
 
-def summary_section(
-    study: optuna.Study,
-    params: Sequence[Param],
-    thresholds: Thresholds = DEFAULT_THRESHOLDS,
-    rule: RobustRule = DEFAULT_RULE,
-) -> str:
-    """The ``# Summary`` section: configs and their evidence, boundaries, regions, counts."""
-    trials = study.get_trials(deepcopy=False)
-    return _summary(trials, protocol_state(trials, params, thresholds, rule), thresholds)
-
-
 def _summary(trials: Sequence[FrozenTrial], state: ProtocolState, thresholds: Thresholds) -> str:
     lines = ["# Summary", "", _counts(trials, thresholds), _rule_text(state.rule), ""]
     for title, table in summary_tables(state).items():
