@@ -1,0 +1,131 @@
+"""The sweeper's functions in-process: override parsing, value checks, trial attributes, tell."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from hydra.core.utils import JobReturn, JobStatus
+from optuna.trial import TrialState
+
+from gnn_convergence.config import ConfigError
+from gnn_convergence.study.space import parse_space
+from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED
+from hydra_plugins.gnn_convergence_sweeper._impl import (
+    check_values,
+    split_arguments,
+    tell,
+    trial_attrs,
+)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "swept", "fixed"),
+    [
+        (["training.batch_size=choice(4,8)"], {"training.batch_size": "choice(4,8)"}, []),
+        (
+            ["training.coeff_W_L1=interval(0,1e-4)", "progress=false"],
+            {"training.coeff_W_L1": "interval(0,1e-4)"},
+            ["progress=false"],
+        ),
+        (
+            ["training.learning_rate_W_start=tag(log,interval(1e-4,1e-2))"],
+            {"training.learning_rate_W_start": "tag(log,interval(1e-4,1e-2))"},
+            [],
+        ),
+        (["training.n_epochs=range(1,3)"], {"training.n_epochs": "range(1,3)"}, []),
+        (["simulation=tiny", "device=cpu"], {}, ["simulation=tiny", "device=cpu"]),
+    ],
+)
+def test_split_arguments_separates_sweeps_from_plain_overrides(arguments, swept, fixed) -> None:
+    assert split_arguments(arguments) == (swept, fixed)
+
+
+def test_check_values_accepts_the_default_space(make_config) -> None:
+    base = make_config(["simulation=tiny", "training=tiny"])
+    space = parse_space({"training.batch_size": "choice(1, 4, 8, 16)"})
+    check_values(space, base)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("choice(0, 8)", "search space training.batch_size: value 0 is invalid"),
+        ("choice(8, -1)", "training.batch_size=-1 is invalid"),
+    ],
+)
+def test_check_values_names_the_bad_grid_value(make_config, text: str, message: str) -> None:
+    base = make_config(["simulation=tiny", "training=tiny"])
+    with pytest.raises(ConfigError, match=message):
+        check_values(parse_space({"training.batch_size": text}), base)
+
+
+def test_check_values_refuses_an_unknown_key(make_config) -> None:
+    base = make_config(["simulation=tiny", "training=tiny"])
+    with pytest.raises(ValueError, match="unknown parameter training.foo"):
+        check_values(parse_space({"training.foo": "choice(1, 2)"}), base)
+
+
+RESULT = {
+    "objective": 0.91,
+    "class": "converged",
+    "connectivity_R2_min": 0.91,
+    "connectivity_R2_mean": 0.95,
+    "test_R2_min": math.nan,
+    "training_time_min": 1.5,
+    "seeds": [
+        {"seed": 0, "data_seed": 7, "connectivity_R2": 0.91, "test_R2": math.nan,
+         "diverged_at_step": None},
+        {"seed": 1, "data_seed": 8, "connectivity_R2": 0.99, "test_R2": 0.5,
+         "diverged_at_step": None},
+    ],
+}  # fmt: skip
+
+
+def test_trial_attrs_are_json_safe_and_keep_every_run() -> None:
+    attrs = trial_attrs(RESULT)
+    assert attrs["connectivity_R2_min"] == 0.91 and attrs["test_R2_min"] is None
+    assert attrs["class"] == "converged" and attrs["training_time_min"] == 1.5
+    assert attrs[PER_SEED][0] == {"seed": 0, "data_seed": 7, "connectivity_R2": 0.91,
+                                  "test_R2": None, "diverged_at_step": None}  # fmt: skip
+    assert len(attrs[PER_SEED]) == 2
+
+
+def asked() -> tuple[optuna.Study, optuna.Trial]:
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr(REPORTED, False)
+    return study, trial
+
+
+def test_tell_completes_a_trial_with_its_objective(tmp_path) -> None:
+    study, trial = asked()
+    tell(study, trial, JobReturn(status=JobStatus.COMPLETED, _return_value=RESULT), tmp_path)
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.COMPLETE and frozen.value == 0.91
+    assert frozen.user_attrs[REPORTED] is True and len(frozen.user_attrs[PER_SEED]) == 2
+
+
+def test_tell_fails_a_trial_whose_objective_is_nan(tmp_path) -> None:
+    study, trial = asked()
+    diverged = RESULT | {"objective": math.nan}
+    diverged["seeds"] = [RESULT["seeds"][0] | {"connectivity_R2": None, "diverged_at_step": 12}]
+    tell(study, trial, JobReturn(status=JobStatus.COMPLETED, _return_value=diverged), tmp_path)
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs[ERROR] == "no finite objective: seeds [0] diverged"
+    assert frozen.user_attrs[PER_SEED][0]["diverged_at_step"] == 12
+
+
+def test_tell_records_a_raising_job_as_a_fail_trial_with_its_error(tmp_path) -> None:
+    study, trial = asked()
+    job = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("out of memory\nmore"))
+    tell(study, trial, job, tmp_path / "trial_0")
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
+    assert frozen.user_attrs[REPORTED] is True
+    assert "RuntimeError: out of memory" in (tmp_path / "trial_0" / "error.txt").read_text()
