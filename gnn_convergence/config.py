@@ -87,6 +87,7 @@ class RunConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     device: str = "auto"
+    threads: int = 1
     progress: bool = True
 
 
@@ -133,6 +134,7 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
         ("training.seeds", tr.seeds, len(tr.seeds) >= 1, "a non-empty list of integers"),
         ("training.seeds", tr.seeds, len(set(tr.seeds)) == len(tr.seeds), "distinct seeds"),
         ("training.log_interval", tr.log_interval, tr.log_interval >= 1, "an integer >= 1"),
+        ("threads", cfg.threads, cfg.threads >= 0, "an integer >= 0 (0: torch's default)"),
         (
             "device",
             cfg.device,

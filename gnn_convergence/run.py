@@ -133,6 +133,8 @@ def evaluate(model: ConnectivityGNN, data: TrainData, dt: float) -> dict[str, np
 
 def run(cfg: RunConfig, out_dir: str | Path) -> RunResult:
     """Simulate or load, train every seed together, evaluate, and fill `out_dir`."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     seeds, sim_seeds = list(cfg.training.seeds), data_seeds(cfg)
     datasets = load_data(cfg)

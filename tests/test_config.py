@@ -57,6 +57,7 @@ def test_batch_size_scales_the_step_count_like_the_reference(make_config):
         ("simulation.dt=0", "simulation.dt", "> 0"),
         ("device=tpu", "device", "auto, cpu, cuda"),
         ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
+        ("threads=-1", "threads", ">= 0"),
     ],
 )
 def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_config):
