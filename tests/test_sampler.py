@@ -562,3 +562,32 @@ def test_a_trial_killed_before_reporting_is_run_again_not_counted(reported, role
 def test_bad_settings_are_refused_with_the_key(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ProtocolSampler(PARAMS, **kwargs)
+
+
+def batch_study(n_batches: int, size: int) -> optuna.Study:
+    """Ask ``size`` trials before telling any, as the sweeper does with n_jobs = size."""
+    study = optuna.create_study(
+        sampler=ProtocolSampler(PARAMS, start=OUTSIDE), direction="maximize"
+    )
+    world = World()
+    for _ in range(n_batches):
+        trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(size)]
+        for trial in trials:
+            study.tell(trial, world(trial))
+    return study
+
+
+def test_a_batch_proposes_distinct_configs_and_replays_identically() -> None:
+    study = batch_study(8, 3)
+    trials = study.trials
+    for start in range(0, len(trials), 3):
+        batch = [decision(t) for t in trials[start : start + 3]]
+        assert len({config for _, config, _ in batch}) == 3, batch
+    first = [decision(t) for t in trials[:3]]
+    assert [role for role, _, _ in first] == ["start", "move", "move"]
+    assert all(parent == 0 for _, _, parent in first[1:])
+    panel = trials[0].user_attrs["data_seeds"]
+    assert all(t.user_attrs["data_seeds"] == panel for t in trials[1:3])
+    again = batch_study(8, 3)
+    assert [decision(t) for t in again.trials] == [decision(t) for t in trials]
+    assert [t.user_attrs for t in again.trials] == [t.user_attrs for t in trials]
