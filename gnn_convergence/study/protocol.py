@@ -207,11 +207,6 @@ class Walk:
     incumbent: Config
     stale: int
 
-    @property
-    def kind(self) -> str:
-        """``start`` or ``jump``."""
-        return self.visits[0].role
-
 
 @dataclass(frozen=True)
 class Boundary:
@@ -247,7 +242,6 @@ class ProtocolState:
     walks: tuple[Walk, ...]
     boundaries: tuple[Boundary, ...]
     open_probes: tuple[Decision, ...]
-    probe_origins: tuple[Config, ...]
 
     def verdict(self, config: Config) -> str:
         """The config's verdict (pending when it never ran)."""
@@ -330,7 +324,6 @@ def protocol_state(
         walks=walks,
         boundaries=tuple(r for r in rays if isinstance(r, Boundary)),
         open_probes=tuple(r for r in rays if isinstance(r, Decision)),
-        probe_origins=origins,
     )
 
 
