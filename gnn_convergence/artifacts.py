@@ -1,23 +1,16 @@
-"""The run folder: analysis.log, metrics.json, weights.pt and the run figure."""
+"""The run folder: analysis.log, metrics.json, weights.pt and the run figure; files only."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import torch
 
 from gnn_convergence import figures
-from gnn_convergence.metrics import connectivity_fit
-
-if TYPE_CHECKING:
-    from gnn_convergence.config import RunConfig
-    from gnn_convergence.model import ConnectivityGNN
-    from gnn_convergence.run import RunResult
-    from gnn_convergence.simulation import Dataset
+from gnn_convergence.results import Recovery, RunResult
 
 ANALYSIS_LOG = "analysis.log"
 METRICS_JSON = "metrics.json"
@@ -36,7 +29,7 @@ def analysis_lines(result: RunResult) -> list[str]:
         lines += [f"{prefix}{key}: {_fmt(value)}" for key, value in stats.items()]
     lines.append(f"training_time_min: {result.training_time_min:.3f}")
     for record in result.seeds:
-        lines += [f"seed_{record['seed']}.{key}: {_fmt(record[key])}" for key in _PER_SEED]
+        lines += [f"seed_{record.seed}.{key}: {_fmt(getattr(record, key))}" for key in _PER_SEED]
     summary = result.summary()
     for key in _PER_SEED:
         lines += [
@@ -44,7 +37,7 @@ def analysis_lines(result: RunResult) -> list[str]:
             f"{key}_mean: {_fmt(summary[key + '_mean'])}",
         ]
     worst = result.worst_seed
-    lines += [f"{key}: {_fmt(worst[key])}" for key in _BARE]
+    lines += [f"{key}: {_fmt(getattr(worst, key))}" for key in _BARE]
     return lines
 
 
@@ -57,55 +50,24 @@ def read_analysis_log(path: str | Path) -> dict[str, float]:
     return out
 
 
+def metrics_dict(result: RunResult) -> dict[str, Any]:
+    """metrics.json: the run's dict (what the sweeper gets) and the training curve."""
+    out = result.to_dict()
+    if result.curve is not None:
+        out["curve"] = result.curve.to_dict()
+    return _json_safe(out)
+
+
 def write_run(
-    out_dir: Path,
-    result: RunResult,
-    model: ConnectivityGNN,
-    datasets: dict[int, Dataset],
-    cfg: RunConfig,
+    out_dir: Path, result: RunResult, recovery: Recovery, weights: dict[str, Any]
 ) -> None:
     """Write every file of the run folder."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ANALYSIS_LOG).write_text("\n".join(analysis_lines(result)) + "\n")
-    (out_dir / METRICS_JSON).write_text(json.dumps(_json_safe(result.to_dict()), indent=2))
-    torch.save(
-        {
-            "seeds": model.seeds,
-            "data_seeds": [r["data_seed"] for r in result.seeds],
-            "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-        },
-        out_dir / WEIGHTS,
-    )
-    run_figure(result, model, datasets, cfg).write_html(out_dir / FIGURE, include_plotlyjs=True)
-
-
-@torch.no_grad()
-def run_figure(
-    result: RunResult, model: ConnectivityGNN, datasets: dict[int, Dataset], cfg: RunConfig
-):
-    """Learned vs true W per seed and the learned psi*, phi* against the true functions."""
-    true_w = torch.tensor(
-        np.stack([datasets[r["data_seed"]].w for r in result.seeds]), dtype=torch.float32
-    )  # (K, N, N)
-    learned = model.learned_w().cpu()
-    alpha, _ = connectivity_fit(learned, true_w)
-    lo = min(float(d.activity.min()) for d in datasets.values())
-    hi = max(float(d.activity.max()) for d in datasets.values())
-    u = torch.linspace(lo, hi, 200)  # (G,)
-    psi, phi = (c.cpu() for c in model.curves(u.to(model.w.device)))  # (K, G)
-    p = cfg.simulation.neuron
-    # psi* is learned up to the scale of W: alpha * psi* / g estimates tanh((u - h) / w)
-    psi = (psi * alpha[:, None].float() / p.g).numpy()
-    return figures.run_figure(
-        seeds=result.seeds,
-        true_w=true_w.numpy(),
-        learned_w=learned.numpy(),
-        u=u.numpy(),
-        psi=psi,
-        phi=phi.numpy(),
-        true_psi=np.tanh((u.numpy() - p.h) / p.w),
-        true_phi=-p.a * u.numpy() + p.b + p.s * np.tanh(u.numpy()),
-    )
+    (out_dir / METRICS_JSON).write_text(json.dumps(metrics_dict(result), indent=2))
+    torch.save(weights, out_dir / WEIGHTS)
+    figure = figures.run_figure(result.seeds, recovery, result.curve)
+    figure.write_html(out_dir / FIGURE, include_plotlyjs=True)
 
 
 def _fmt(value: float) -> str:

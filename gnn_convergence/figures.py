@@ -3,44 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from gnn_convergence.results import Recovery, SeedResult, TrainingCurve
+
 CLASS_COLORS = {"converged": "#2ca02c", "partial": "#ff7f0e", "failed": "#d62728"}
+SEED_COLORS = qualitative.Plotly  # one color per seed in the curve panels
 
 
 def run_figure(
-    *,
-    seeds: Sequence[dict[str, Any]],
-    true_w: np.ndarray,
-    learned_w: np.ndarray,
-    u: np.ndarray,
-    psi: np.ndarray,
-    phi: np.ndarray,
-    true_psi: np.ndarray,
-    true_phi: np.ndarray,
+    seeds: Sequence[SeedResult], recovery: Recovery, curve: TrainingCurve | None = None
 ) -> go.Figure:
-    """Row 1: learned vs true W per seed; row 2: scaled psi* and phi* against the truth.
-
-    true_w, learned_w: (K, N, N); u: (G,); psi, phi: (K, G); true_psi, true_phi: (G,).
-    """
-    k = len(seeds)
-    titles = [f"seed {s['seed']}: R2={s['connectivity_R2']:.3f} ({s['class']})" for s in seeds]
+    """Row 1: learned vs true W per seed; row 2: scaled psi* and phi* against the truth;
+    row 3 (with a curve): loss/N and connectivity_R2 per seed against the training step."""
+    k, r = len(seeds), recovery
+    cols = max(k, 2)
+    titles = [f"seed {s.seed}: R2={s.connectivity_R2:.3f} ({s.class_})" for s in seeds]
+    titles += [""] * (cols - k) + ["psi*", "phi*"] + [""] * (cols - 2)
+    if curve is not None:
+        titles += ["training loss/N", "training connectivity_R2"]
     fig = make_subplots(
-        rows=2, cols=max(k, 2), subplot_titles=titles + ["", ""], vertical_spacing=0.15
+        rows=3 if curve is not None else 2,
+        cols=cols,
+        subplot_titles=titles,
+        vertical_spacing=0.1,
     )
+    off_diag = ~np.eye(r.true_w.shape[1], dtype=bool)
     for i, record in enumerate(seeds):
-        off_diag = ~np.eye(true_w.shape[1], dtype=bool)
+        color = SEED_COLORS[i % len(SEED_COLORS)]
         fig.add_trace(
             go.Scattergl(
-                x=true_w[i][off_diag],
-                y=learned_w[i][off_diag],
+                x=r.true_w[i][off_diag],
+                y=r.learned_w[i][off_diag],
                 mode="markers",
-                marker={"size": 3, "color": CLASS_COLORS[record["class"]], "opacity": 0.5},
-                name=f"W seed {record['seed']}",
+                marker={"size": 3, "color": CLASS_COLORS[record.class_], "opacity": 0.5},
+                name=f"W seed {record.seed}",
                 showlegend=False,
             ),
             row=1,
@@ -48,18 +49,57 @@ def run_figure(
         )
         fig.update_xaxes(title_text="true W", row=1, col=i + 1)
         fig.update_yaxes(title_text="learned W", row=1, col=i + 1)
+        line = {"color": color}
         fig.add_trace(
-            go.Scatter(x=u, y=psi[i], name=f"alpha psi*/g, seed {record['seed']}"), row=2, col=1
+            go.Scatter(x=r.u, y=r.psi[i], name=f"alpha psi*/g, seed {record.seed}", line=line),
+            row=2,
+            col=1,
         )
-        fig.add_trace(go.Scatter(x=u, y=phi[i], name=f"phi*, seed {record['seed']}"), row=2, col=2)
+        fig.add_trace(
+            go.Scatter(x=r.u, y=r.phi[i], name=f"phi*, seed {record.seed}", line=line),
+            row=2,
+            col=2,
+        )
+        if curve is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=curve.step,
+                    y=curve.loss_per_n[i],
+                    name=f"loss/N seed {record.seed}",
+                    line=line,
+                ),
+                row=3,
+                col=1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=curve.step,
+                    y=curve.connectivity_R2[i],
+                    name=f"connectivity_R2 seed {record.seed}",
+                    line=line,
+                ),
+                row=3,
+                col=2,
+            )
     truth = {"color": "black", "dash": "dash"}
-    fig.add_trace(go.Scatter(x=u, y=true_psi, name="true tanh((u-h)/w)", line=truth), row=2, col=1)
     fig.add_trace(
-        go.Scatter(x=u, y=true_phi, name="true -a u + b + s tanh(u)", line=truth), row=2, col=2
+        go.Scatter(x=r.u, y=r.true_psi, name="true tanh((u-h)/w)", line=truth), row=2, col=1
+    )
+    fig.add_trace(
+        go.Scatter(x=r.u, y=r.true_phi, name="true -a u + b + s tanh(u)", line=truth),
+        row=2,
+        col=2,
     )
     fig.update_xaxes(title_text="u", row=2, col=1)
     fig.update_xaxes(title_text="u", row=2, col=2)
     fig.update_yaxes(title_text="psi* scaled by the W fit slope / g", row=2, col=1)
     fig.update_yaxes(title_text="phi*", row=2, col=2)
-    fig.update_layout(height=800, width=max(k, 2) * 380, title="Connectivity recovery")
+    height = 800
+    if curve is not None:
+        fig.update_xaxes(title_text="step", row=3, col=1)
+        fig.update_xaxes(title_text="step", row=3, col=2)
+        fig.update_yaxes(title_text="loss/N", type="log", row=3, col=1)
+        fig.update_yaxes(title_text="connectivity_R2", row=3, col=2)
+        height = 1200
+    fig.update_layout(height=height, width=cols * 380, title="Connectivity recovery")
     return fig

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,63 +14,15 @@ from gnn_convergence import artifacts, metrics
 from gnn_convergence.config import RunConfig, steps_per_epoch
 from gnn_convergence.dataset import load_or_simulate
 from gnn_convergence.model import ConnectivityGNN
-from gnn_convergence.outcome import classify, run_value
-from gnn_convergence.simulation import Dataset
+from gnn_convergence.outcome import classify
+from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
+from gnn_convergence.simulation import Dataset, true_curves
 from gnn_convergence.trainer import TrainData, edge_delta, train
 
 log = logging.getLogger(__name__)
 
-METRICS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
 ROLLOUT_FRAMES = 1000
-
-
-@dataclass
-class RunResult:
-    """Per-seed records (metrics, class, data statistics) and the run's summary numbers."""
-
-    seeds: list[dict[str, Any]]
-    data: dict[int, dict[str, float]]
-    training_time_min: float
-    n_steps: int
-    device: str
-
-    @property
-    def objective(self) -> float:
-        """Minimum connectivity_R2 over the seeds; NaN if a seed diverged."""
-        return run_value(s["connectivity_R2"] for s in self.seeds)
-
-    @property
-    def worst_seed(self) -> dict[str, Any]:
-        """The record of the seed with the lowest connectivity_R2 (the one the objective comes
-        from); a seed without a finite value (diverged) counts as the lowest."""
-        return min(
-            self.seeds,
-            key=lambda s: (
-                s["connectivity_R2"] if math.isfinite(s["connectivity_R2"]) else -math.inf
-            ),
-        )
-
-    def summary(self) -> dict[str, float]:
-        """min and mean over seeds of each metric, e.g. connectivity_R2_min."""
-        out = {}
-        for key in METRICS:
-            values = np.array([s[key] for s in self.seeds], dtype=float)
-            out[f"{key}_min"] = float(np.min(values))
-            out[f"{key}_mean"] = float(np.mean(values))
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as plain JSON-ready values: what the task function returns."""
-        return {
-            "objective": self.objective,
-            "class": classify(self.objective),
-            **self.summary(),
-            "seeds": self.seeds,
-            "data": {str(k): v for k, v in self.data.items()},
-            "training_time_min": self.training_time_min,
-            "n_steps": self.n_steps,
-            "device": self.device,
-        }
+CURVE_POINTS = 200  # u values of the psi*/phi* curves in the run figure
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,6 +81,42 @@ def evaluate(model: ConnectivityGNN, data: TrainData, dt: float) -> dict[str, np
     }
 
 
+@torch.no_grad()
+def recovery(
+    model: ConnectivityGNN, data: TrainData, datasets: dict[int, Dataset], cfg: RunConfig
+) -> Recovery:
+    """The run figure's arrays: learned against true W per seed, and the learned psi*, phi*
+    against the true functions over the range of the activity."""
+    true_w = data.true_w[data.index].cpu().double()  # (K, N, N)
+    learned = model.learned_w().cpu()
+    alpha, _ = metrics.connectivity_fit(learned, true_w)
+    lo = min(float(d.activity.min()) for d in datasets.values())
+    hi = max(float(d.activity.max()) for d in datasets.values())
+    u = torch.linspace(lo, hi, CURVE_POINTS)  # (G,)
+    psi, phi = (c.cpu() for c in model.curves(u.to(model.w.device)))  # (K, G)
+    neuron = cfg.simulation.neuron
+    true_psi, true_phi = true_curves(u.numpy().astype(np.float64), neuron)
+    return Recovery(
+        true_w=true_w.numpy(),
+        learned_w=learned.numpy(),
+        u=u.numpy(),
+        # psi* is learned up to the scale of W: alpha * psi* / g estimates the true psi
+        psi=(psi * alpha[:, None].float() / neuron.g).numpy(),
+        phi=phi.numpy(),
+        true_psi=true_psi,
+        true_phi=true_phi,
+    )
+
+
+def weights(model: ConnectivityGNN, result: RunResult) -> dict[str, Any]:
+    """weights.pt: the training seeds, their simulation seeds and the state dict on CPU."""
+    return {
+        "seeds": model.seeds,
+        "data_seeds": [r.data_seed for r in result.seeds],
+        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+    }
+
+
 def run(cfg: RunConfig, out_dir: str | Path) -> RunResult:
     """Simulate or load, train every seed together, evaluate, and fill `out_dir`."""
     if cfg.threads:
@@ -152,22 +138,31 @@ def run(cfg: RunConfig, out_dir: str | Path) -> RunResult:
     )
     values = evaluate(model, data, cfg.simulation.dt)
     values["final_loss"] = trained.final_loss
-    records = []
-    for k, seed in enumerate(seeds):
-        record = {"seed": seed, "data_seed": sim_seeds[k]}
-        record.update({key: float(values[key][k]) for key in METRICS})
-        record["class"] = classify(record["connectivity_R2"])
-        record["diverged_at_step"] = trained.diverged_at[k]
-        record.update(stats[sim_seeds[k]])
-        records.append(record)
+    records = [
+        SeedResult(
+            seed=seed,
+            data_seed=sim_seeds[k],
+            **{key: float(values[key][k]) for key in METRICS},
+            class_=classify(float(values["connectivity_R2"][k])),
+            diverged_at_step=trained.diverged_at[k],
+            data=dict(stats[sim_seeds[k]]),
+        )
+        for k, seed in enumerate(seeds)
+    ]
     result = RunResult(
         seeds=records,
         data=stats,
         training_time_min=trained.seconds / 60.0,
         n_steps=trained.n_steps,
         device=str(device),
+        curve=trained.curve,
     )
-    artifacts.write_run(Path(out_dir), result, model, datasets, cfg)
+    artifacts.write_run(
+        Path(out_dir),
+        result,
+        recovery(model, data, datasets, cfg),
+        weights(model, result),
+    )
     log.info(
         "objective (min connectivity_R2) %.4f: %s", result.objective, classify(result.objective)
     )

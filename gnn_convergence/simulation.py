@@ -1,6 +1,6 @@
 """The chaotic rate network PDE_N4: connectivity, Euler integration, data statistics.
 
-Implements reference-model.md section 1. Every random draw takes a numpy Generator.
+Implements docs/model.md, "Simulation". Every random draw takes a numpy Generator.
 """
 
 from __future__ import annotations
@@ -48,11 +48,19 @@ def connectivity(n: int, dale: bool, dale_factor: float, rng: np.random.Generato
     return w
 
 
-def derivative(u: np.ndarray, w: np.ndarray, neuron: NeuronType) -> np.ndarray:
-    """du/dt = -a u + b + s tanh(u) + g sum_j W[i, j] tanh((u_j - h) / w_j), for u (..., N)."""
+def true_curves(u: np.ndarray, neuron: NeuronType) -> tuple[np.ndarray, np.ndarray]:
+    """The network's two functions at values u (any shape): the presynaptic signal
+    psi(u) = tanh((u - h) / w) and the self-dynamics phi(u) = -a u + b + s tanh(u), which the
+    GNN's psi* and phi* learn (psi* up to the scale of W)."""
     p = neuron
-    drive = np.tanh((u - p.h) / p.w) @ w.T  # (..., N)
-    return -p.a * u + p.b + p.s * np.tanh(u) + p.g * drive
+    return np.tanh((u - p.h) / p.w), -p.a * u + p.b + p.s * np.tanh(u)
+
+
+def derivative(u: np.ndarray, w: np.ndarray, neuron: NeuronType) -> np.ndarray:
+    """du/dt = phi(u_i) + g sum_j W[i, j] psi(u_j)
+    = -a u_i + b + s tanh(u_i) + g sum_j W[i, j] tanh((u_j - h) / w), for u (..., N)."""
+    psi, phi = true_curves(u, neuron)
+    return phi + neuron.g * (psi @ w.T)
 
 
 def simulate(cfg: SimulationConfig) -> Dataset:

@@ -1,4 +1,4 @@
-"""Training of K seeds in one vectorized loop (reference-model.md section 3).
+"""Training of K seeds in one vectorized loop (docs/model.md, "Training").
 
 Seed k has its own initialisation, its own frame draws and, optionally, its own dataset; the
 loss is a plain sum over seeds and Adam is elementwise, so each seed follows the trajectory it
@@ -21,6 +21,7 @@ from tqdm import tqdm
 from gnn_convergence.config import TrainingConfig
 from gnn_convergence.metrics import connectivity_r2
 from gnn_convergence.model import ConnectivityGNN
+from gnn_convergence.results import TrainingCurve
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,14 @@ class TrainData:
 
 @dataclass
 class TrainResult:
-    """Final losses and divergence of each seed; the trained weights stay in the model."""
+    """Final losses, divergence and the logged curve of each seed; the trained weights stay in
+    the model."""
 
     final_loss: np.ndarray  # (K,), last epoch's sum of ||pred - y||_2 divided by N
     diverged_at: list[int | None]  # step where seed k's loss turned non-finite
     n_steps: int
     seconds: float
+    curve: TrainingCurve  # loss/N and connectivity_R2 every cfg.log_interval steps
 
 
 def edge_delta(activity: np.ndarray) -> float:
@@ -135,6 +138,7 @@ def train(
     epoch_loss = torch.zeros(k, device=device)
     interval_loss = torch.zeros(k, device=device)
     reported = 0
+    logged: list[tuple[int, list[float], list[float]]] = []  # (step, loss/N, R2) per report
     start = time.perf_counter()
     bar = tqdm(range(n_steps), disable=not progress, mininterval=1.0, desc="train")
     for step in bar:
@@ -168,12 +172,14 @@ def train(
             epoch_loss += kept
         # logging: the only sync point
         if (step + 1) % cfg.log_interval == 0 or step + 1 == n_steps:
-            _report(
-                bar,
-                step + 1,
-                interval_loss / (step + 1 - reported) / n,
-                connectivity_r2(model.learned_w(), true_w),
+            logged.append(
+                (
+                    step + 1,
+                    (interval_loss / (step + 1 - reported) / n).tolist(),
+                    connectivity_r2(model.learned_w(), true_w).tolist(),
+                )
             )
+            _report(bar, *logged[-1])
             interval_loss.zero_()
             reported = step + 1
             if not alive.any():
@@ -184,6 +190,11 @@ def train(
         diverged_at=[int(s) if s >= 0 else None for s in diverged.tolist()],
         n_steps=n_steps,
         seconds=time.perf_counter() - start,
+        curve=TrainingCurve(
+            step=np.array([s for s, _, _ in logged], dtype=np.int64),
+            loss_per_n=np.array([v for _, v, _ in logged], dtype=float).reshape(-1, k).T,
+            connectivity_R2=np.array([r for _, _, r in logged], dtype=float).reshape(-1, k).T,
+        ),
     )
 
 
@@ -195,8 +206,8 @@ def _compiled_loss():
     return torch.compile(loss_terms, dynamic=False)
 
 
-def _report(bar: tqdm, step: int, loss: torch.Tensor, r2: torch.Tensor) -> None:
-    loss_text = " ".join(f"{v:.3g}" for v in loss.tolist())
-    r2_text = " ".join(f"{v:.3f}" for v in r2.tolist())
+def _report(bar: tqdm, step: int, loss: list[float], r2: list[float]) -> None:
+    loss_text = " ".join(f"{v:.3g}" for v in loss)
+    r2_text = " ".join(f"{v:.3f}" for v in r2)
     bar.set_postfix_str(f"loss/N {loss_text} | conn_R2 {r2_text}", refresh=False)
     log.info("step %d loss/N [%s] connectivity_R2 [%s]", step, loss_text, r2_text)

@@ -13,67 +13,152 @@ import torch
 from gnn_convergence import artifacts
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
-from gnn_convergence.run import RunResult, run
+from gnn_convergence.outcome import classify
+from gnn_convergence.results import RunResult, SeedResult
+from gnn_convergence.run import run
 from gnn_convergence.trainer import loss_terms
+from hydra_plugins.gnn_convergence_sweeper._impl import trial_attrs
+
+STATS = (
+    "spectral_radius",
+    "effective_rank_90",
+    "effective_rank_99",
+    "effective_rank_centred_90",
+    "effective_rank_centred_99",
+)
+# what the task function returns to the sweeper, which stores `seeds` as the trial's per_seed
+SEED_KEYS = [
+    "seed",
+    "data_seed",
+    "connectivity_R2",
+    "test_R2",
+    "test_pearson",
+    "final_loss",
+    "class",
+    "diverged_at_step",
+    *STATS,
+]
+METRICS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
+RUN_KEYS = {
+    "objective",
+    "class",
+    *(f"{m}_{s}" for m in METRICS for s in ("min", "mean")),
+    "seeds",
+    "data",
+    "training_time_min",
+    "n_steps",
+    "device",
+}
 
 
 @pytest.mark.slow
 def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     out = tmp_path / "run"
     result = run(tiny_config, out)
-    r2 = [s["connectivity_R2"] for s in result.seeds]
+    r2 = [s.connectivity_R2 for s in result.seeds]
     assert len(r2) == len(tiny_config.training.seeds) == 3
     assert min(r2) > 0.9, r2
-    assert all(s["class"] == "converged" and s["diverged_at_step"] is None for s in result.seeds)
+    assert all(s.class_ == "converged" and s.diverged_at_step is None for s in result.seeds)
     assert result.objective == min(r2)
 
     logged = artifacts.read_analysis_log(out / artifacts.ANALYSIS_LOG)
-    for key in (
-        "spectral_radius",
-        "effective_rank_90",
-        "effective_rank_99",
-        "effective_rank_centred_90",
-        "effective_rank_centred_99",
-        "training_time_min",
-    ):
+    for key in (*STATS, "training_time_min"):
         assert key in logged
     for record in result.seeds:
         for key in ("test_R2", "test_pearson", "final_loss", "connectivity_R2"):
-            assert logged[f"seed_{record['seed']}.{key}"] == pytest.approx(record[key], rel=1e-5)
+            assert logged[f"seed_{record.seed}.{key}"] == pytest.approx(
+                getattr(record, key), rel=1e-5
+            )
     assert logged["connectivity_R2_min"] == pytest.approx(min(r2), rel=1e-5)
-    worst = min(result.seeds, key=lambda s: s["connectivity_R2"])
+    worst = min(result.seeds, key=lambda s: s.connectivity_R2)
     for key in ("test_R2", "test_pearson", "connectivity_R2", "final_loss"):
-        assert logged[key] == pytest.approx(worst[key], rel=1e-5)
+        assert logged[key] == pytest.approx(getattr(worst, key), rel=1e-5)
 
     saved = json.loads((out / artifacts.METRICS_JSON).read_text())
+    assert set(saved) == RUN_KEYS | {"curve"}
     assert saved["objective"] == pytest.approx(min(r2))
     assert saved["class"] == "converged"
     assert [s["seed"] for s in saved["seeds"]] == list(tiny_config.training.seeds)
+    assert all(list(s) == SEED_KEYS for s in saved["seeds"])
+
+    # the training curve: what the trainer logs every log_interval steps, per seed
+    curve, every = saved["curve"], tiny_config.training.log_interval
+    assert curve["step"] == list(range(every, result.n_steps + 1, every))
+    for key in ("loss_per_n", "connectivity_R2"):
+        assert [len(values) for values in curve[key]] == [len(curve["step"])] * 3
+    for k, record in enumerate(result.seeds):  # the last point is the final weights
+        assert curve["connectivity_R2"][k][-1] == pytest.approx(record.connectivity_R2)
+        assert curve["loss_per_n"][k][-1] < curve["loss_per_n"][k][0]
 
     weights = torch.load(out / artifacts.WEIGHTS)
     n = tiny_config.simulation.n_neurons
     assert weights["state_dict"]["w"].shape == (3, n, n)
+    assert weights["data_seeds"] == [s.data_seed for s in result.seeds]
     model = ConnectivityGNN(tiny_config.model, n, weights["seeds"])
     model.load_state_dict(weights["state_dict"])
     html = (out / artifacts.FIGURE).read_text()
-    assert "plotly" in html and "learned W" in html
+    assert "learned W" in html and "training connectivity_R2" in html
+    assert "loss\\u002fN seed 0" in html and "connectivity_R2 seed 2" in html  # the curve
     assert '<script src="http' not in html  # self-contained: opens offline
 
 
 def _result(r2: list[float]) -> RunResult:
+    stats = {"spectral_radius": 1.0, "effective_rank_90": 7, "effective_rank_99": 27}
     seeds = [
-        {
-            "seed": seed,
-            "data_seed": 42,
-            "connectivity_R2": value,
-            "test_R2": 0.5 + seed / 10,
-            "test_pearson": 0.6 + seed / 10,
-            "final_loss": 100.0 + seed,
-        }
+        SeedResult(
+            seed=seed,
+            data_seed=42,
+            connectivity_R2=value,
+            test_R2=0.5 + seed / 10,
+            test_pearson=0.6 + seed / 10,
+            final_loss=100.0 + seed,
+            class_=classify(value),
+            diverged_at_step=None if math.isfinite(value) else 7,
+            data=stats,
+        )
         for seed, value in enumerate(r2)
     ]
-    stats = {"spectral_radius": 1.0, "effective_rank_90": 7, "effective_rank_99": 27}
     return RunResult(seeds, {42: stats}, training_time_min=1.0, n_steps=10, device="cpu")
+
+
+def test_run_result_dict_is_what_the_sweeper_stores():
+    """to_dict: the objective, its class, min/mean of each metric and one plain dict per seed
+    (its metrics, class, divergence step and its dataset's statistics), JSON-ready."""
+    result = _result([0.95, 0.5, math.nan])
+    out = result.to_dict()
+    assert set(out) == RUN_KEYS
+    assert math.isnan(out["objective"]) and out["class"] == "failed"
+    assert out["connectivity_R2_min"] != out["connectivity_R2_min"]  # NaN: a seed diverged
+    assert out["test_R2_mean"] == pytest.approx(0.6) and out["final_loss_min"] == 100.0
+    assert out["data"] == {"42": result.data[42]}
+    assert [list(s) for s in out["seeds"]] == [SEED_KEYS[:8] + list(result.data[42])] * 3
+    assert out["seeds"][1] == {
+        "seed": 1,
+        "data_seed": 42,
+        "connectivity_R2": 0.5,
+        "test_R2": 0.6,
+        "test_pearson": 0.7,
+        "final_loss": 101.0,
+        "class": "partial",
+        "diverged_at_step": None,
+        **result.data[42],
+    }
+    per_seed = trial_attrs(out)["per_seed"]
+    assert per_seed[0] == out["seeds"][0] and per_seed[2]["connectivity_R2"] is None
+    assert result.worst_seed.seed == 2  # the diverged seed counts lowest
+    json.dumps(per_seed, allow_nan=False)
+
+
+def test_result_types_need_neither_run_nor_torch():
+    """results.py is the one home of the result types: artifacts and figures import it, and
+    none of them imports run.py (nor does results.py pull in torch)."""
+    code = (
+        "import sys; import gnn_convergence.results;"
+        "assert 'torch' not in sys.modules, 'torch';"
+        "import gnn_convergence.artifacts, gnn_convergence.figures;"
+        "assert 'gnn_convergence.run' not in sys.modules, 'run'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_analysis_log_bare_keys_are_the_worst_seed(tmp_path):

@@ -13,6 +13,7 @@ from gnn_convergence.simulation import (
     derivative,
     effective_rank,
     simulate,
+    true_curves,
 )
 
 SMALL = SimulationConfig(n_neurons=20, n_frames=1000, seed=3)
@@ -54,6 +55,18 @@ def test_frames_shape_and_general_neuron_parameters():
     np.testing.assert_allclose(derivative(u, w, p), expected)
     data = simulate(SMALL)
     assert data.activity.shape == data.derivative.shape == (1001, 20)
+
+
+def test_true_curves_make_the_derivative():
+    """psi(u) = tanh((u - h) / w) and phi(u) = -a u + b + s tanh(u): the functions the GNN's
+    psi* and phi* learn, the same ones the simulator integrates (and the run figure draws)."""
+    p = NeuronType(a=0.5, b=0.1, g=3.0, s=0.2, w=2.0, h=0.3)
+    u = np.linspace(-3, 3, 7)
+    psi, phi = true_curves(u, p)
+    np.testing.assert_allclose(psi, np.tanh((u - 0.3) / 2.0))
+    np.testing.assert_allclose(phi, -0.5 * u + 0.1 + 0.2 * np.tanh(u))
+    w = np.random.default_rng(0).normal(size=(7, 7))
+    np.testing.assert_array_equal(derivative(u, w, p), phi + 3.0 * (psi @ w.T))
 
 
 def test_same_seed_same_data_other_seed_other_data():

@@ -4,6 +4,7 @@ starts with a fresh Adam; the loss is the formula."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from gnn_convergence import trainer
 from gnn_convergence.config import ModelConfig, SimulationConfig, TrainingConfig
+from gnn_convergence.metrics import connectivity_r2
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
@@ -132,6 +134,51 @@ def test_a_diverging_seed_stops_and_the_others_go_on(datasets):
     assert np.isfinite(result.final_loss[0]) and np.isnan(result.final_loss[1])
     alone, _ = _train([1], [7], both)
     torch.testing.assert_close(model.w[0], alone.w[0], atol=1e-9, rtol=1e-9)
+    assert np.isfinite(result.curve.loss_per_n[0]).all()
+    assert np.isnan(result.curve.loss_per_n[1]).all()
+
+
+def test_training_curve_is_what_the_trainer_logs(datasets, caplog):
+    """Every log_interval steps the trainer logs loss/N (the interval's mean of
+    ||pred - y||_2 / N) and connectivity_R2 per seed; it returns the same values as arrays."""
+    caplog.set_level(logging.INFO, logger=trainer.__name__)
+    seeds, data_seeds = [11, 12], [7, 8]
+    model, result = _train(seeds, data_seeds, datasets)
+    curve = result.curve
+    np.testing.assert_array_equal(curve.step, [10, 20, 30, 40, 50])
+    assert curve.loss_per_n.shape == curve.connectivity_R2.shape == (2, 5)
+    logged = [r.getMessage() for r in caplog.records if "loss/N" in r.getMessage()]
+    assert logged == [
+        f"step {step} loss/N [{' '.join(f'{v:.3g}' for v in curve.loss_per_n[:, i])}] "
+        f"connectivity_R2 [{' '.join(f'{v:.3f}' for v in curve.connectivity_R2[:, i])}]"
+        for i, step in enumerate(curve.step)
+    ]
+    true_w = torch.tensor(np.stack([datasets[s].w for s in data_seeds]))
+    np.testing.assert_allclose(
+        curve.connectivity_R2[:, -1], connectivity_r2(model.learned_w(), true_w).numpy()
+    )
+    # the first point is the mean data term of steps 0-9 over N, seed by seed
+    by_hand = ConnectivityGNN(ModelConfig(), SIM.n_neurons, seeds).to(torch.float64)
+    data = _stack(data_seeds, datasets)
+    n_steps = TRAIN.n_epochs * STEPS_PER_EPOCH
+    frames = frame_draws(seeds, n_steps, TRAIN.batch_size, data.activity.shape[1] - 1)
+    optimizer, norms = make_optimizer(by_hand, TRAIN), []
+    for step in range(10):
+        idx = torch.from_numpy(frames[:, step])
+        loss, norm = loss_terms(
+            by_hand,
+            u=data.activity[data.index[:, None], idx],
+            y=data.derivative[data.index[:, None], idx],
+            delta=data.delta[data.index],
+            coeff_w_l1=TRAIN.coeff_W_L1,
+            coeff_edge_diff=TRAIN.coeff_edge_diff,
+        )
+        norms.append(norm.detach())
+        optimizer.zero_grad()
+        loss.sum().backward()
+        optimizer.step()
+    expected = (torch.stack(norms).mean(0) / SIM.n_neurons).numpy()
+    np.testing.assert_allclose(curve.loss_per_n[:, 0], expected, rtol=1e-6)  # float32 sum
 
 
 def test_frame_draws_are_per_seed_and_in_range():
