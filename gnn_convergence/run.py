@@ -117,8 +117,9 @@ def weights(model: ConnectivityGNN, result: RunResult) -> dict[str, Any]:
     }
 
 
-def run(cfg: RunConfig, out_dir: str | Path) -> RunResult:
-    """Simulate or load, train every seed together, evaluate, and fill `out_dir`."""
+def run(cfg: RunConfig, out_dir: str | Path, plotly_dir: str | Path | None = None) -> RunResult:
+    """Simulate or load, train every seed together, evaluate, and fill `out_dir`; the run
+    figure loads plotly.min.js from `plotly_dir` (default: `out_dir`, see artifacts)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -162,6 +163,7 @@ def run(cfg: RunConfig, out_dir: str | Path) -> RunResult:
         result,
         recovery(model, data, datasets, cfg),
         weights(model, result),
+        None if plotly_dir is None else Path(plotly_dir),
     )
     log.info(
         "objective (min connectivity_R2) %.4f: %s", result.objective, classify(result.objective)

@@ -96,10 +96,15 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     assert weights["data_seeds"] == [s.data_seed for s in result.seeds]
     model = ConnectivityGNN(tiny_config.model, n, weights["seeds"])
     model.load_state_dict(weights["state_dict"])
+
+    # the figure opens offline from plotly.min.js beside it, written once, not inlined
     html = (out / artifacts.FIGURE).read_text()
     assert "learned W" in html and "training connectivity_R2" in html
     assert "loss\\u002fN seed 0" in html and "connectivity_R2 seed 2" in html  # the curve
-    assert '<script src="http' not in html  # self-contained: opens offline
+    assert '<script charset="utf-8" src="plotly.min.js"></script>' in html
+    assert '<script src="http' not in html
+    assert (out / artifacts.FIGURE).stat().st_size < 1_000_000
+    assert (out / artifacts.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
 
 
 def _result(r2: list[float]) -> RunResult:
@@ -207,6 +212,43 @@ def test_cli_writes_the_run_folder(tmp_path):
         assert (out / name).exists(), name
     saved = json.loads((out / artifacts.METRICS_JSON).read_text())
     assert math.isfinite(saved["objective"]) and saved["class"] in ("partial", "failed")
+    assert 'src="plotly.min.js"' in (out / artifacts.FIGURE).read_text()
+    assert (out / artifacts.PLOTLY_JS).exists()
+
+
+def test_study_trials_share_one_plotlyjs(tmp_path):
+    """In a study every trial's run.html loads ../plotly.min.js, written once in the study
+    folder; the trial folders hold no copy."""
+    study = tmp_path / "study"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=quick",
+            "hydra.sweeper.n_trials=2", "training.n_epochs=1",
+            "training.data_augmentation_loop=1", "progress=false",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db", f"hydra.sweep.dir={study}",
+            f"paths.cache_dir={tmp_path / 'cache'}",
+        ],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (study / artifacts.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
+    for trial in ("trial_0", "trial_1"):
+        html = (study / trial / artifacts.FIGURE).read_text()
+        assert '<script charset="utf-8" src="../plotly.min.js"></script>' in html
+        assert not (study / trial / artifacts.PLOTLY_JS).exists()
+
+
+def test_plotlyjs_is_written_only_when_missing_or_stale(tmp_path):
+    path = artifacts.write_plotlyjs(tmp_path / "pages")
+    assert path == tmp_path / "pages" / artifacts.PLOTLY_JS
+    stamp, size = path.stat().st_mtime_ns, path.stat().st_size
+    assert size > 1_000_000
+    assert artifacts.write_plotlyjs(tmp_path / "pages") == path
+    assert path.stat().st_mtime_ns == stamp
+    path.write_text("/**\n* plotly.js v0.0.1\n*/")  # another plotly's bundle: replaced
+    artifacts.write_plotlyjs(tmp_path / "pages")
+    assert path.stat().st_size == size
+    assert sorted(p.name for p in path.parent.iterdir()) == [artifacts.PLOTLY_JS]
 
 
 def test_compiled_loss_equals_eager():
