@@ -34,7 +34,9 @@ def cache_path(cfg: SimulationConfig, cache_dir: str | Path) -> Path:
 
 
 def load_or_simulate(cfg: SimulationConfig, cache_dir: str | Path) -> Dataset:
-    """Load the cached dataset of `cfg`, or simulate and cache it; a damaged file is rebuilt."""
+    """Load the cached dataset of `cfg`, or simulate and cache it; a damaged file (or one with
+    non-finite values) is removed and rebuilt. A simulation that blows up raises
+    SimulationError and caches nothing."""
     path = cache_path(cfg, cache_dir)
     if path.exists():
         try:
@@ -43,6 +45,7 @@ def load_or_simulate(cfg: SimulationConfig, cache_dir: str | Path) -> Dataset:
             return data
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             log.warning("damaged dataset cache %s (%s): simulating again", path, err)
+            path.unlink(missing_ok=True)
     data = simulate(cfg)
     _save(data, path)
     log.info("simulated dataset %s", path)
@@ -75,4 +78,6 @@ def _load(path: Path) -> Dataset:
         stored = str(f["checksum"])
     if _checksum(arrays) != stored:
         raise ValueError("checksum mismatch")
+    if not all(np.isfinite(a).all() for a in arrays.values()):
+        raise ValueError("non-finite values")
     return Dataset(**arrays)

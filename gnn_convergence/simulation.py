@@ -64,19 +64,49 @@ def derivative(u: np.ndarray, w: np.ndarray, neuron: NeuronType) -> np.ndarray:
 
 
 def simulate(cfg: SimulationConfig) -> Dataset:
-    """Draw W and the initial state from `cfg.seed`, burn in, then store n_frames + 1 frames."""
+    """Draw W and the initial state from `cfg.seed`, burn in, then store n_frames + 1 frames.
+
+    Raises:
+        SimulationError: The activity or its derivative turned non-finite (the Euler scheme
+            blew up: dt too large for the dynamics, or g too strong); names the step.
+    """
     rng = np.random.default_rng(cfg.seed)
     w = connectivity(cfg.n_neurons, cfg.dale, cfg.dale_factor, rng)
     u = cfg.init_scale * rng.normal(size=cfg.n_neurons)  # (N,)
-    for _ in range(cfg.burn_in):
-        u = u + cfg.dt * derivative(u, w, cfg.neuron)
     activity = np.empty((cfg.n_frames + 1, cfg.n_neurons))  # (T, N)
     deriv = np.empty_like(activity)
-    for k in range(cfg.n_frames + 1):
-        y = derivative(u, w, cfg.neuron)
-        activity[k], deriv[k] = u, y
-        u = u + cfg.dt * y
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step
+        for step in range(1, cfg.burn_in + 1):
+            u = u + cfg.dt * derivative(u, w, cfg.neuron)
+            if not np.isfinite(u).all():
+                raise SimulationError.at(cfg, step, f"burn-in step {step}")
+        for k in range(cfg.n_frames + 1):
+            y = derivative(u, w, cfg.neuron)
+            activity[k], deriv[k] = u, y
+            if not np.isfinite(y).all():  # also when u is not (unless a = s = 0: see below)
+                break
+            u = u + cfg.dt * y
+    bad = ~(np.isfinite(activity).all(axis=1) & np.isfinite(deriv).all(axis=1))
+    if bad.any():
+        k = int(np.argmax(bad))  # the first frame with a non-finite value
+        where = f"frame {k}" if not np.isfinite(activity[k]).all() else f"derivative, frame {k}"
+        raise SimulationError.at(cfg, cfg.burn_in + k, where)
     return Dataset(w=w, activity=activity, derivative=deriv)
+
+
+class SimulationError(RuntimeError):
+    """The simulated activity turned non-finite; the message says where and what to change."""
+
+    @classmethod
+    def at(cls, cfg: SimulationConfig, step: int, where: str) -> SimulationError:
+        """The error for a blow-up found after Euler step `step` (`where`: burn-in or frame)."""
+        return cls(
+            f"the simulated activity is not finite after Euler step {step} of "
+            f"{cfg.burn_in + cfg.n_frames} ({where}): the Euler scheme blew up with "
+            f"simulation.dt={cfg.dt}, simulation.neuron.g={cfg.neuron.g}, "
+            f"simulation.neuron.a={cfg.neuron.a}; choose a smaller simulation.dt (explicit Euler "
+            f"needs dt * a < 2; the default is 0.01) or a smaller simulation.neuron.g"
+        )
 
 
 def spectral_radius(w: np.ndarray) -> float:

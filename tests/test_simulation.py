@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from gnn_convergence import dataset
 from gnn_convergence.config import NeuronType, SimulationConfig
 from gnn_convergence.dataset import cache_path, load_or_simulate
 from gnn_convergence.simulation import (
+    Dataset,
+    SimulationError,
     centred_effective_rank,
     connectivity,
     derivative,
@@ -146,3 +151,38 @@ def test_damaged_cache_is_rebuilt(cache_dir, damage):
     np.testing.assert_array_equal(rebuilt.activity, good.activity)
     assert path.read_bytes() != bytes(raw)
     np.testing.assert_array_equal(load_or_simulate(SMALL, cache_dir).w, good.w)
+
+
+@pytest.mark.parametrize(
+    ("dt", "where"),
+    [
+        (1e9, r"Euler step 3\d of 1100 \(burn-in step 3\d\)"),  # x 1e9 a step: inf by step 35
+        (3.0, r"Euler step 1\d\d\d of 1100 \(frame 9\d\d\)"),  # x -2 a step: inf near 1,030
+    ],
+)
+def test_a_blowing_up_simulation_says_what_to_change_and_caches_nothing(cache_dir, dt, where):
+    cfg = dataclasses.replace(SMALL, dt=dt)
+    with pytest.raises(SimulationError, match=where) as err:
+        load_or_simulate(cfg, cache_dir)
+    message = str(err.value)
+    assert "not finite" in message and f"simulation.dt={dt}" in message
+    assert "simulation.neuron.g=7.0" in message and "\n" not in message
+    assert not cache_dir.exists() or not any(cache_dir.iterdir())
+
+
+def test_a_cached_non_finite_dataset_is_never_loaded(cache_dir):
+    """A non-finite dataset cached before the check existed is dropped and simulated again;
+    here the simulation blows up again, so the run fails with the simulation's error."""
+    cfg = dataclasses.replace(SMALL, dt=1e9)
+    broken = simulate(dataclasses.replace(SMALL, n_frames=1000))
+    broken.activity[500:] = np.nan
+    dataset._save(broken, cache_path(cfg, cache_dir))
+    with pytest.raises(SimulationError, match="simulation.dt"):
+        load_or_simulate(cfg, cache_dir)
+    assert not cache_path(cfg, cache_dir).exists()
+    # a finite config with a non-finite file in its place is simulated afresh
+    dataset._save(Dataset(w=broken.w, activity=broken.activity, derivative=broken.derivative),
+                  cache_path(SMALL, cache_dir))  # fmt: skip
+    np.testing.assert_array_equal(
+        load_or_simulate(SMALL, cache_dir).activity, simulate(SMALL).activity
+    )

@@ -194,13 +194,17 @@ def test_parallel_jobs_through_the_joblib_launcher(tmp_path):
 
 
 def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
-    sweep(tmp_path, "hydra.sweeper.n_trials=2", "device=cuda:7", *SHORT)
+    """simulation.dt=1e9 passes the config checks; every job's simulation blows up."""
+    sweep(tmp_path, "hydra.sweeper.n_trials=2", "simulation.dt=1e9", *SHORT)
     trials = load(tmp_path).get_trials()
     assert len(trials) == 2
     for t in trials:
         assert t.state == optuna.trial.TrialState.FAIL
-        assert t.user_attrs["error"]
+        error = t.user_attrs["error"]
+        assert error.startswith("SimulationError: the simulated activity is not finite"), error
+        assert "Euler step 35 of 10100" in error and "simulation.dt" in error
         assert (tmp_path / "study" / f"trial_{t.number}" / "error.txt").exists()
+    assert not list((tmp_path / "cache").glob("*.npz"))  # nothing cached
     assert trials[1].user_attrs["role"] == "move"
     assert "## Iter 1: failed" in (tmp_path / "study" / "analysis.md").read_text()
 
