@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -138,7 +139,7 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
         (
             "device",
             cfg.device,
-            cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:"),
+            re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
             "auto, cpu, cuda or cuda:<index>",
         ),
     ]
@@ -175,9 +176,25 @@ def _derived_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     ]
 
 
+def _device_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
+    """A CUDA device must exist on this machine (checked before any data are loaded)."""
+    if not cfg.device.startswith("cuda"):
+        return []
+    import torch  # here, not at the top: the other checks need no torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = 0 if cfg.device == "cuda" else int(cfg.device.split(":")[1])
+    if n == 0:
+        why = "torch is built without CUDA" if torch.version.cuda is None else "none is visible"
+        allowed = f"auto or cpu (this machine has no CUDA device: {why})"
+    else:
+        allowed = f"auto, cpu, cuda or cuda:0 to cuda:{n - 1} (the CUDA devices of this machine)"
+    return [("device", cfg.device, index < n, allowed)]
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Raise ConfigError naming the first invalid key; return the config unchanged."""
-    for rules in (_rules, _derived_rules):
+    for rules in (_rules, _derived_rules, _device_rules):
         for key, value, ok, allowed in rules(cfg):
             if not ok:
                 raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")

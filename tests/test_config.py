@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
@@ -56,6 +57,8 @@ def test_batch_size_scales_the_step_count_like_the_reference(make_config):
         ("simulation.dale_factor=1.5", "simulation.dale_factor", "[0, 1]"),
         ("simulation.dt=0", "simulation.dt", "> 0"),
         ("device=tpu", "device", "auto, cpu, cuda"),
+        ("device=cuda:x", "device", "auto, cpu, cuda"),
+        ("device=cuda:7", "device='cuda:7' is invalid", "auto"),  # no machine here has 8 GPUs
         ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
         ("threads=-1", "threads", ">= 0"),
     ],
@@ -64,6 +67,25 @@ def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_
     with pytest.raises(ConfigError) as err:
         to_run_config(make_config([override]))
     assert key in str(err.value) and allowed in str(err.value)
+
+
+def test_a_cuda_device_must_exist_here(make_config):
+    """device=cuda or cuda:N fails in the config check, before any data are loaded, naming
+    what this machine allows: auto or cpu without CUDA, else the CUDA devices it has."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        for device in ("cuda", "cuda:0"):
+            with pytest.raises(ConfigError) as err:
+                to_run_config(make_config([f"device={device}"]))
+            assert f"device={device!r} is invalid: allowed is auto or cpu" in str(err.value)
+            assert "no CUDA device" in str(err.value)
+    else:
+        assert to_run_config(make_config(["device=cuda"])).device == "cuda"
+        assert to_run_config(make_config([f"device=cuda:{n - 1}"])).device == f"cuda:{n - 1}"
+        with pytest.raises(ConfigError, match=f"cuda:0 to cuda:{n - 1}"):
+            to_run_config(make_config([f"device=cuda:{n}"]))
+    assert to_run_config(make_config(["device=auto"])).device == "auto"
+    assert to_run_config(make_config(["device=cpu"])).device == "cpu"
 
 
 def test_wrong_type_names_the_key(make_config):
@@ -78,13 +100,20 @@ def test_unknown_group_option_lists_the_available_ones(make_config):
         make_config(["simulation=nope"])
 
 
-def test_cli_fails_before_any_work(tmp_path):
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.batch_size=0", "training.batch_size=0 is invalid"),
+        ("device=cuda:7", "device='cuda:7' is invalid: allowed is auto"),
+    ],
+)
+def test_cli_fails_before_any_work(tmp_path, override, message):
     proc = subprocess.run(
         [
             sys.executable,
             "-m",
             "gnn_convergence.train",
-            "training.batch_size=0",
+            override,
             f"hydra.run.dir={tmp_path / 'run'}",
             f"paths.cache_dir={tmp_path / 'cache'}",
         ],
@@ -93,6 +122,6 @@ def test_cli_fails_before_any_work(tmp_path):
         timeout=120,
     )
     assert proc.returncode != 0
-    assert "training.batch_size=0 is invalid" in proc.stderr
+    assert message in proc.stderr
     assert not (tmp_path / "cache").exists()
     assert not (tmp_path / "run" / "analysis.log").exists()
