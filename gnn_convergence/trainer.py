@@ -133,6 +133,8 @@ def train(
             "param group lr=%g: %d values", group["lr"], sum(p.numel() for p in group["params"])
         )
     loss_fn = _compiled_loss() if cfg.compile else loss_terms
+    if cfg.compile:  # the first step compiles: about 10-20 s on a CPU
+        log.info("compiling the loss with torch.compile (first step)")
     alive = torch.ones(k, dtype=torch.bool, device=device)
     diverged = torch.full((k,), -1, dtype=torch.long, device=device)
     epoch_loss = torch.zeros(k, device=device)
@@ -145,7 +147,12 @@ def train(
         # epoch boundary: Adam re-created (start learning rates, zero moments), parameters kept
         if step > 0 and step % steps_per_epoch == 0:
             optimizer = make_optimizer(model, cfg)
-            log.info("step %d: epoch %d starts with a fresh Adam", step, step // steps_per_epoch)
+            log.info(
+                "step %d: epoch %d of %d starts with a fresh Adam",
+                step,
+                step // steps_per_epoch + 1,
+                cfg.n_epochs,
+            )
         # forward: each seed's own frames of its own dataset
         idx = frames[:, step]  # (K, B)
         u, y = data.activity[rows, idx], data.derivative[rows, idx]  # (K, B, N)
