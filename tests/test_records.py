@@ -243,12 +243,14 @@ def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study
     sections = dict(re.findall(r"^## (.+?)\n\n(.*?)(?=^## |\Z)", text, re.M | re.S))
     robust = sections["Robust configs"].splitlines()
     assert robust[0] == (
-        "| lr_W | lr | coeff_W_L1 | batch_size | trials | runs | converged | rate "
+        "| lr_W | lr | coeff_W_L1 | batch_size | trials | converged | validation | rate "
         "| rate 90% > | verdict |"
     )
-    assert robust[2] == "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 1 | 6 | 6 | 0.88 | 0.72 | robust |"
+    assert robust[2] == (
+        "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 1, 2 | 9/9 | 6/6 | 0.88 | 0.72 | robust |"
+    )
     seen = sections["Configs with converged runs"]
-    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| \d+, \d+ \| 6 \| 4 \| 0\.62 "
+    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| \d+, \d+ \| 4/6 \|  \| 0\.62 "
                      r"\| [\d.]+ \| undecided, unstable \|$", seen, re.M)  # fmt: skip
     bounds = sections["Boundaries (rate crossing 0.5, probed)"]
     assert "| 0 | lr_W | high | 0.002 | 4/6 converged | 0.005 | 0/3 converged |" in bounds
@@ -256,7 +258,7 @@ def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study
     assert "| 0 | batch_size | high | 16 | 3/3 converged | end of grid |  |" in bounds
     regions = sections["Regions (probe origins and their extent)"]
     assert "| 0 | robust | 0.0005..0.002 | " in regions
-    assert "Robust: P(rate > 0.6) >= 0.9 under the Beta posterior" in text
+    assert "Robust: P(rate > 0.6) >= 0.9 under the Beta posterior of a config's validation" in text
     counts = Counter(t.state for t in protocol_study.trials)
     assert f"Trials: 40 (complete {counts[TrialState.COMPLETE]})" in text
 
@@ -269,8 +271,8 @@ def test_entries_report_validation_and_config_evidence(protocol_study, tmp_path)
     assert iterations.count("## Iter ") == 40
     assert (
         "Observation: 3/3 runs converged (connectivity_R2 0.9700, 0.9500, 0.9600 on datasets "
-        "3, 4, 5); validation of trial 0 on fresh data (3/3 runs converged so far); config "
-        "6/6 runs converged, rate 0.88 (90% > 0.72): robust\n"
+        "6, 7, 8); validation of trial 0 on fresh data (3/3 validation runs converged so far); "
+        "config 6/6 validation runs converged, rate 0.88 (90% > 0.72): robust\n"
     ) in iterations
     assert re.search(r"config 4/6 runs converged, rate 0\.62 \(90% > [\d.]+\): undecided, "
                      r"unstable\n", iterations)  # fmt: skip
@@ -282,20 +284,20 @@ def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path)
     expected = trials_frame(protocol_study, PARAMS)
     assert list(frame.columns) == list(expected.columns)
     assert list(frame.columns[:12]) == [
-        "number", "state", "value", "class", "verdict", "config_runs", "config_converged",
+        "number", "state", "value", "class", "verdict", "rate_runs", "rate_converged",
         "rate_mean", "rate_lower90", "role", "parent", "change",
     ]  # fmt: skip
     for column in ("lr_W", "lr", "coeff_W_L1", "batch_size", "seed_2_diverged_at_step"):
         assert column in frame.columns
     assert frame["number"].tolist() == list(range(40))
-    assert frame.loc[0, ["verdict", "config_runs", "config_converged"]].tolist() == [
+    assert frame.loc[0, ["verdict", "rate_runs", "rate_converged"]].tolist() == [
         "robust", 6, 6,
     ]  # fmt: skip
     assert frame.loc[0, "rate_mean"] == pytest.approx(7 / 8)
     assert frame.loc[0, "seeds"] == "[0, 1, 2]" and frame.loc[1, "data_seeds"] == "[3, 4, 5]"
     assert frame.loc[0, "seed_1_connectivity_R2"] == 0.95
     pd.testing.assert_series_equal(frame["value"], expected["value"])
-    assert frame["role"].iloc[:3].tolist() == ["start", "validate", "probe"]
+    assert frame["role"].iloc[:4].tolist() == ["start", "validate", "validate", "probe"]
 
 
 def test_a_sqlite_study_is_rewritten_after_reloading(tmp_path) -> None:

@@ -179,36 +179,43 @@ def test_a_walk_from_outside_climbs_in_and_validates_a_robust_config(walk: optun
     assert ev.validated and ev.converged == ev.n >= 6
 
 
-def test_robust_after_six_converged_runs_then_probes() -> None:
-    study = run_study(3, start=INSIDE)
-    assert roles(study) == ["start", "validate", "probe"]
+def test_robust_after_six_converged_validation_runs_then_probes() -> None:
+    study = run_study(4, start=INSIDE)
+    assert roles(study) == ["start", "validate", "validate", "probe"]
     state = state_of(study)
-    assert state.evidence[INSIDE_CONFIG].verdict == ROBUST
-    assert state.evidence[INSIDE_CONFIG].above(0.6) >= 0.9
+    ev = state.evidence[INSIDE_CONFIG]
+    assert (ev.converged, ev.n, len(ev.runs), ev.verdict) == (6, 6, 9, ROBUST)
+    assert ev.above(0.6) >= 0.9
 
 
-def test_a_panel_without_fresh_data_is_not_robust() -> None:
+def test_walk_runs_alone_never_make_a_config_robust() -> None:
     study = run_study(1, start=INSIDE)
     assert state_of(study).evidence[INSIDE_CONFIG].verdict == UNDECIDED
     rule = RobustRule(level=0.5, credibility=0.9)
     assert state_of(study, robust=rule).evidence[INSIDE_CONFIG].verdict == UNDECIDED
 
 
+def test_the_rate_of_a_validated_config_rests_on_its_validation_runs() -> None:
+    world = World(easy=[0, 1, 2], hard=range(3, 400))
+    study = run_study(3, world, start=INSIDE)
+    assert roles(study) == ["start", "validate", "move"]
+    ev = state_of(study).evidence[INSIDE_CONFIG]
+    assert (ev.converged, ev.n, ev.verdict) == (0, 3, NOT_ROBUST)
+    assert sum(r.converged for r in ev.runs) == 3 and ev.unstable
+
+
 def test_validation_goes_on_while_undecided_and_stops_as_not_robust() -> None:
-    panel = [0, 1, 2]
-    world = World(easy=panel, hard=range(3, 400))
-    study = run_study(6, world, start=INSIDE)
-    assert roles(study)[:4] == ["start", "validate", "validate", "move"]
-    state = state_of(study)
-    ev = state.evidence[INSIDE_CONFIG]
+    world = World(easy=[0, 1, 2, 3, 4, 6], hard=[5, *range(7, 400)])
+    study = run_study(5, world, start=INSIDE)
+    assert roles(study) == ["start", "validate", "validate", "validate", "move"]
+    ev = state_of(study).evidence[INSIDE_CONFIG]
     assert (ev.converged, ev.n, ev.verdict) == (3, 9, NOT_ROBUST)
-    assert ev.unstable
 
 
 def test_validation_stops_at_max_runs_undecided() -> None:
     rule = RobustRule(level=0.6, credibility=0.999, max_runs=9)
     study = run_study(5, start=INSIDE, robust=rule)
-    assert roles(study)[:4] == ["start", "validate", "validate", "probe"]
+    assert roles(study) == ["start", "validate", "validate", "validate", "probe"]
     ev = state_of(study, robust=rule).evidence[INSIDE_CONFIG]
     assert (ev.n, ev.verdict) == (9, UNDECIDED)
 
@@ -493,9 +500,9 @@ def test_protocol_state_evidence_walks_and_paired_incumbent() -> None:
     ]
     state = protocol_state(trials, PARAMS)
     ev = state.evidence[b]
-    assert (ev.n, ev.converged, ev.validated) == (6, 5, True)
+    assert (ev.n, ev.converged, ev.validated, len(ev.runs)) == (3, 3, True, 6)
     assert ev.verdict == UNDECIDED and ev.unstable
-    assert ev.mean == pytest.approx(6 / 8)
+    assert ev.mean == pytest.approx(4 / 5)
     assert state.evidence[c].pending and state.evidence[c].n == 0
     (walk,) = state.walks
     assert (walk.first, walk.configs, walk.incumbent, walk.stale) == (0, (a, b, c), b, 0)

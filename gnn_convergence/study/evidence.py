@@ -49,7 +49,7 @@ class RobustRule:
     Attributes:
         level: The per-run convergence rate a robust config must exceed.
         credibility: The posterior probability that decides.
-        max_runs: Runs after which a config is no longer validated.
+        max_runs: Validation runs after which a config is no longer validated.
         probe_runs: Runs after which a probe point still undecided about one half is placed
             by its posterior mean.
     """

@@ -173,7 +173,7 @@ def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) ->
     head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
     if not _missing(row["verdict"]):
         head.append(
-            f"config {row['config_converged']}/{row['config_runs']} runs converged, rate "
+            f"config {row['rate_converged']}/{row['rate_runs']} runs converged, rate "
             f"{row['rate_mean']:.2f} (90% > {row['rate_lower90']:.2f}): {row['verdict']}"
         )
     lines = [" | ".join(h for h in head if h)]

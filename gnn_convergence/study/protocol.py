@@ -135,14 +135,23 @@ class Evidence:
         return tuple(r for v in self.visits for r in v.runs)
 
     @property
+    def sample(self) -> tuple[Run, ...]:
+        """The runs its convergence rate is estimated from: its validation runs once it has
+        any, else all its runs. A walk keeps a config because it converged on the walk's
+        panel, so the panel's runs overstate the rate of exactly the configs that get
+        validated; fresh datasets do not."""
+        fresh = tuple(r for v in self.visits if v.role == VALIDATE for r in v.runs)
+        return fresh or self.runs
+
+    @property
     def n(self) -> int:
-        """Number of finished runs."""
-        return len(self.runs)
+        """Number of runs the rate is estimated from."""
+        return len(self.sample)
 
     @property
     def converged(self) -> int:
-        """Number of converged runs."""
-        return sum(r.converged for r in self.runs)
+        """Converged runs among them."""
+        return sum(r.converged for r in self.sample)
 
     @property
     def pending(self) -> bool:
@@ -157,7 +166,7 @@ class Evidence:
     @property
     def unstable(self) -> bool:
         """Converged and non-converged runs both seen: a note, never a verdict."""
-        return 0 < self.converged < self.n
+        return 0 < sum(r.converged for r in self.runs) < len(self.runs)
 
     @property
     def mean(self) -> float:
@@ -171,7 +180,7 @@ class Evidence:
 
     @property
     def verdict(self) -> str:
-        """robust (on validation data too), not robust, undecided or pending."""
+        """robust (only on validation runs), not robust, undecided or pending."""
         verdict = self.rule.verdict(self.converged, self.n)
         return UNDECIDED if verdict == ROBUST and not self.validated else verdict
 

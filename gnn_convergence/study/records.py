@@ -106,7 +106,7 @@ def _frame(
         *(f"seed_{i}_{m}" for i in range(n_seeds) for m in SEED_COLUMNS),
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
-    ints = ["parent", "config_runs", "config_converged"]
+    ints = ["parent", "rate_runs", "rate_converged"]
     ints += [c for c in columns if c.endswith("diverged_at_step")]
     return frame.astype({c: "Int64" for c in ints})
 
@@ -134,11 +134,12 @@ def _row(
     return row
 
 
-CONFIG_COLUMNS = ("verdict", "config_runs", "config_converged", "rate_mean", "rate_lower90")
+CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
 
 
 def _config_columns(ev: Evidence) -> dict[str, Any]:
-    """The config's evidence now: its verdict, runs, converged runs and posterior rate."""
+    """The config's evidence now: its verdict and the runs its posterior rate rests on
+    (validation runs once it has any)."""
     values = (ev.verdict, ev.n, ev.converged, ev.mean, ev.lower)
     return dict(zip(CONFIG_COLUMNS, values, strict=True))
 
@@ -268,8 +269,9 @@ def _config_note(trial: FrozenTrial, state: ProtocolState | None) -> str:
 
 
 def evidence_text(ev: Evidence) -> str:
-    """``5/6 runs converged, rate 0.75 (90% > 0.52): undecided, unstable``."""
-    note = f"{ev.converged}/{ev.n} runs converged, rate {ev.mean:.2f} (90% > {ev.lower:.2f})"
+    """``5/6 validation runs converged, rate 0.75 (90% > 0.52): undecided, unstable``."""
+    runs = "validation runs" if ev.validated else "runs"
+    note = f"{ev.converged}/{ev.n} {runs} converged, rate {ev.mean:.2f} (90% > {ev.lower:.2f})"
     return f"{note}: {ev.verdict}" + (", unstable" if ev.unstable else "")
 
 
@@ -280,7 +282,7 @@ def _change(trial: FrozenTrial) -> str:
 
 
 def _summary(trials: Sequence[FrozenTrial], state: ProtocolState, thresholds: Thresholds) -> str:
-    lines = ["# Summary", "", _counts(trials, thresholds), _rule_text(state.rule), ""]
+    lines = ["# Summary", "", _counts(trials, thresholds), "", _rule_text(state.rule), ""]
     for title, table in summary_tables(state).items():
         lines += [f"## {title}", "", markdown_table(table) if len(table) else "none", ""]
     return "\n".join(lines)
@@ -289,7 +291,8 @@ def _summary(trials: Sequence[FrozenTrial], state: ProtocolState, thresholds: Th
 def _rule_text(rule: RobustRule) -> str:
     return (
         f"Robust: P(rate > {rule.level:g}) >= {rule.credibility:g} under the Beta posterior "
-        f"of a config's runs, with runs on fresh datasets; validated up to {rule.max_runs} runs."
+        f"of a config's validation runs (fresh datasets), up to {rule.max_runs} of them; the "
+        "rate of a config without validation runs rests on all its runs."
     )
 
 
@@ -321,8 +324,11 @@ def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFra
     for config in configs:
         ev = state.evidence[config]
         trials = ", ".join(f"{v.number}" + (" (running)" if v.pending else "") for v in ev.visits)
-        rows.append({**_config_values(state, config), "trials": trials, "runs": ev.n,
-                     "converged": ev.converged, "rate": ev.mean, "rate 90% >": ev.lower,
+        converged = sum(r.converged for r in ev.runs)
+        rows.append({**_config_values(state, config), "trials": trials,
+                     "converged": f"{converged}/{len(ev.runs)}",
+                     "validation": f"{ev.converged}/{ev.n}" if ev.validated else "",
+                     "rate": ev.mean, "rate 90% >": ev.lower,
                      "verdict": ev.verdict + (", unstable" if ev.unstable else "")})  # fmt: skip
     return pd.DataFrame(rows)
 

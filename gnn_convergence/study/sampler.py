@@ -234,9 +234,10 @@ class ProtocolSampler(BaseSampler):
             return f"retry of trial {decision.parent}"
         if decision.role == VALIDATE and state is not None:
             ev = state.evidence[decision.config]
+            runs = "validation runs" if ev.validated else "runs"
             return (
                 f"validation of trial {decision.parent} on fresh data "
-                f"({ev.converged}/{ev.n} runs converged so far)"
+                f"({ev.converged}/{ev.n} {runs} converged so far)"
             )
         return f"{decision.role}: {self.summary(decision.config)}"
 

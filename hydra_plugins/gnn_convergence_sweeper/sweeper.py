@@ -44,7 +44,7 @@ class RobustConf:
 
     level: float = 0.6
     credibility: float = 0.9
-    max_runs: int = 12  # runs after which a config is no longer validated
+    max_runs: int = 12  # validation runs after which a config is no longer validated
     probe_runs: int = 6  # runs after which an undecided probe point is placed by its mean
 
 
