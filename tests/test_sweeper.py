@@ -140,23 +140,61 @@ def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path, reques
     assert "killed before its job reported" in (tmp_path / "study" / "analysis.md").read_text()
 
 
+def _sigint_default() -> None:
+    """In the child before exec: SIGINT at its default, as in a terminal's foreground job.
+    A shell without job control starts background commands (`pytest ... &` in a script) with
+    SIGINT ignored; children inherit that, and Python then installs no KeyboardInterrupt
+    handler, so the sweep would ignore the test's Ctrl-C and finish its study."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
-def test_ctrl_c_records_the_trial_and_a_rerun_resumes(tmp_path):
-    overrides = ["hydra.sweeper.n_trials=2", *SHORT]
+@pytest.mark.parametrize(
+    ("when", "overrides", "marker", "where"),
+    [
+        (  # the first step compiles the loss: seconds of dynamo and inductor
+            "compiling",
+            ["training.compile=true"],
+            "compiling the loss with torch.compile",
+            "torch/_dynamo/convert_frame.py",
+        ),
+        (  # 900 steps left after the first report
+            "training",
+            ["training.log_interval=100"],
+            "step 100 loss/N",
+            "gnn_convergence/trainer.py",
+        ),
+    ],
+)
+def test_ctrl_c_records_the_trial_and_a_rerun_resumes(tmp_path, when, overrides, marker, where):
+    """SIGINT as soon as trial 0's train.log shows `marker`: the sweep dies of it, with the
+    KeyboardInterrupt raised in `where`; the trial is an unreported FAIL; a rerun resumes."""
+    overrides = ["hydra.sweeper.n_trials=2", *SHORT, *overrides]
+    log = tmp_path / "study" / "trial_0" / "train.log"
     with open(tmp_path / "interrupted.log", "w") as out:
-        proc = subprocess.Popen([*sweep_command(tmp_path), *overrides], stdout=out, stderr=out)
-        deadline = time.monotonic() + 300
-        while not (tmp_path / "study" / "trial_0" / "train.log").exists():
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        time.sleep(1)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) != 0
+        proc = subprocess.Popen(
+            [*sweep_command(tmp_path), *overrides],
+            stdout=out,
+            stderr=out,
+            preexec_fn=_sigint_default,
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not (log.exists() and marker in log.read_text()):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=120) == -signal.SIGINT  # died of the KeyboardInterrupt
+        finally:
+            proc.kill()
+    output = (tmp_path / "interrupted.log").read_text()
+    frames = output[output.rindex("Traceback (most recent call last)") :]
+    assert frames.rstrip().endswith("KeyboardInterrupt") and where in frames, frames[-3000:]
     interrupted = load(tmp_path).get_trials()
     assert [t.state for t in interrupted] == [optuna.trial.TrialState.FAIL]
-    assert interrupted[0].user_attrs["error"].startswith("interrupted")
+    assert interrupted[0].user_attrs["error"].startswith("interrupted: KeyboardInterrupt")
     assert interrupted[0].user_attrs["reported"] is False
-    sweep(tmp_path, *overrides)
+    sweep(tmp_path, "hydra.sweeper.n_trials=2", *SHORT)  # eager: resuming is what is tested
     trials = load(tmp_path).get_trials()
     assert trials[1].user_attrs["role"] == "start" and trials[1].params == interrupted[0].params
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
