@@ -17,7 +17,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class NeuronType:
-    """PDE_N4 parameters of one neuron type (reference-model.md section 1)."""
+    """PDE_N4 parameters of one neuron type (docs/model.md, "Simulation")."""
 
     a: float = 1.0
     b: float = 0.0
@@ -44,7 +44,7 @@ class SimulationConfig:
 
 @dataclass
 class ModelConfig:
-    """The connectivity GNN (reference-model.md section 2)."""
+    """The connectivity GNN (docs/model.md, "Model")."""
 
     hidden_dim: int = 64
     n_layers: int = 3
@@ -56,7 +56,7 @@ class ModelConfig:
 
 @dataclass
 class TrainingConfig:
-    """Optimisation settings (reference-model.md section 3); `seeds` are trained together."""
+    """Optimisation settings (docs/model.md, "Training"); `seeds` are trained together."""
 
     learning_rate_W_start: float = 1.0e-3
     learning_rate_start: float = 5.0e-4
@@ -93,7 +93,8 @@ class RunConfig:
 
 
 def steps_per_epoch(training: TrainingConfig, simulation: SimulationConfig) -> int:
-    """Training steps per epoch, as the reference computes them (reference-model.md section 3)."""
+    """Training steps per epoch: int((n_frames * data_augmentation_loop // batch_size) * 0.2)
+    (docs/model.md, "Training")."""
     frames = simulation.n_frames * training.data_augmentation_loop
     return int((frames // training.batch_size) * 0.2)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from gnn_convergence.config import NeuronType, SimulationConfig
 
-MAX_RANK_COMPONENTS = 100  # the reference's cap on the singular values it counts over
+MAX_RANK_COMPONENTS = 100  # effective_rank counts over at most this many singular values
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Dataset:
     @property
     def stats(self) -> dict[str, float]:
         """Spectral radius of W and effective ranks of the activity at 90 % and 99 %:
-        `effective_rank_*` of the activity as stored (the reference's definition),
+        `effective_rank_*` of the activity as stored (over its largest singular values),
         `effective_rank_centred_*` of the activity minus each neuron's mean."""
         return {
             "spectral_radius": spectral_radius(self.w),
@@ -116,9 +116,9 @@ def spectral_radius(w: np.ndarray) -> float:
 
 def effective_rank(activity: np.ndarray, level: float) -> int:
     """Number of singular values of the (T, N) activity as stored (not centred) that reach
-    `level` of the cumulative variance (sum of squared singular values), as the reference
-    counted it: over the largest min(MAX_RANK_COMPONENTS, min(T, N) - 1) singular values only,
-    99 of them for N = 100."""
+    `level` of the cumulative variance (sum of squared singular values), counted over the
+    largest min(MAX_RANK_COMPONENTS, min(T, N) - 1) singular values only, 99 of them for
+    N = 100 (docs/model.md, "Data statistics")."""
     k = min(MAX_RANK_COMPONENTS, min(activity.shape) - 1)
     return _rank_at(np.linalg.svd(activity, compute_uv=False)[:k], level)
 

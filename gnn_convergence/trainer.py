@@ -75,7 +75,7 @@ def loss_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-seed loss and its data term ||pred - y||_2, both (K,), for states u (K, B, N).
 
-    The regularisers count once per sampled frame, as the reference adds them frame by frame:
+    The regularisers count once per sampled frame (docs/model.md, "Loss"):
     B * coeff_w_l1 * sum |W| (whole matrix) and coeff_edge_diff * the sum over the B frames of
     ||ReLU(psi*(u) - psi*(u + delta))||_2.
     """
