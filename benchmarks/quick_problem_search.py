@@ -3,7 +3,7 @@ a run converges (connectivity_R2 > 0.9), next to each dataset's statistics.
 
 A cell trains training seeds 0-5 together, seed k on simulation seed 100 + k (run.py's
 data_seeds), with the trainer and evaluation the app uses (eager, one thread). The measurement
-behind `simulation=quick training=quick` and sweeps/quick.yaml
+behind `simulation=quick training=quick` and conf/sweeps/quick.yaml
 (results: benchmarks/quick_problem_search_results.txt):
 
     python benchmarks/quick_problem_search.py stats tiny F    # effective ranks of 30 datasets

@@ -1,4 +1,4 @@
-"""Run metrics (reference-model.md section 4), K seeds at once, on the run's own weights."""
+"""Run metrics (docs/model.md, "Metrics"), K seeds at once, on the run's own weights."""
 
 from __future__ import annotations
 

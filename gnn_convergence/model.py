@@ -1,6 +1,6 @@
 """The connectivity GNN, K seeds at once: pred = phi*(u, a) + (W * M) psi*(u, a).
 
-Implements reference-model.md section 2 in its dense form. Every parameter carries a leading
+Implements docs/model.md, "Model", in its dense form. Every parameter carries a leading
 seed dimension K, and seed k is initialised from its own generator, so a seed trained in a
 stack of K gives what it gives alone.
 """

@@ -1,4 +1,4 @@
-"""Metrics against hand-checkable cases (reference-model.md section 4)."""
+"""Metrics against hand-checkable cases (docs/model.md, "Metrics")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The simulator follows reference-model.md section 1; the cache is reused and self-healing."""
+"""The simulator follows docs/model.md, "Simulation"; the cache is reused and self-healing."""
 
 from __future__ import annotations
 

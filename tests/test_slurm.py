@@ -19,7 +19,7 @@ from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SBATCH = ROOT / "sweeps" / "slurm_workers.sbatch"
+SBATCH = ROOT / "slurm" / "workers.sbatch"
 # A URL with '?' and '=', which Hydra's override grammar accepts only quoted; --cfg never opens it
 PG_URL = "postgresql://user:pass@db.example.org:5432/studies?sslmode=require"
 

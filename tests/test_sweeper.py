@@ -53,10 +53,11 @@ def load(tmp_path, overrides=()):
     return optuna.load_study(study_name="quick", storage=storage)
 
 
-def test_plugins_are_discovered():
+def test_the_sweeper_is_discovered_and_no_search_path_plugin_is_needed():
     sweepers = [p.__name__ for p in Plugins.instance().discover(Sweeper)]
-    paths = [p.__name__ for p in Plugins.instance().discover(SearchPathPlugin)]
-    assert "ProtocolSweeper" in sweepers and "SweepsSearchPath" in paths
+    paths = [p.__module__ for p in Plugins.instance().discover(SearchPathPlugin)]
+    assert "ProtocolSweeper" in sweepers
+    assert not any(m.startswith("hydra_plugins.gnn_convergence") for m in paths)
 
 
 def test_seeds_are_distinct_for_every_run():

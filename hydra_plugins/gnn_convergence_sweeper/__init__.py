@@ -1,1 +1,1 @@
-"""Hydra plugins of gnn_convergence: the protocol sweeper and the `sweeps/` search path."""
+"""Hydra plugins of gnn_convergence: the protocol sweeper."""

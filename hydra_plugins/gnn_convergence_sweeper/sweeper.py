@@ -5,17 +5,12 @@ and OmegaConf reads the dataclass annotations as types.
 """
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional  # noqa: UP035
 
-from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
-from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import MISSING, DictConfig
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -100,12 +95,3 @@ class ProtocolSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> None:  # noqa: UP006
         """Run the study until it holds n_trials finished trials."""
         return self.impl.sweep(arguments)
-
-
-class SweepsSearchPath(SearchPathPlugin):
-    """Puts the repository root on the search path, so `sweeps/` is the `sweeps` group."""
-
-    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        """Append the repository root when it holds a `sweeps/` folder."""
-        if (REPO_ROOT / "sweeps").is_dir():
-            search_path.append(provider="gnn_convergence", path=f"file://{REPO_ROOT}")
