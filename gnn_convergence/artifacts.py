@@ -1,7 +1,7 @@
 """The run folder: analysis.log, metrics.json, weights.pt and the run figure; files only.
 
 The run figure loads plotly.js from a plotly.min.js written once per folder tree: the run
-folder of a single run, the study folder for its trial folders (see write_plotlyjs).
+folder of a single run, the study folder for its trial folders (figures.write_plotlyjs).
 """
 
 from __future__ import annotations
@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from plotly.offline import get_plotlyjs, get_plotlyjs_version
 
 from gnn_convergence import figures
 from gnn_convergence.results import Recovery, RunResult
@@ -23,7 +21,6 @@ ANALYSIS_LOG = "analysis.log"
 METRICS_JSON = "metrics.json"
 WEIGHTS = "weights.pt"
 FIGURE = "run.html"
-PLOTLY_JS = "plotly.min.js"
 _PER_SEED = ("test_R2", "test_pearson", "final_loss", "connectivity_R2")
 _BARE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
 
@@ -79,38 +76,12 @@ def write_run(
     (out_dir / ANALYSIS_LOG).write_text("\n".join(analysis_lines(result)) + "\n")
     (out_dir / METRICS_JSON).write_text(json.dumps(metrics_dict(result), indent=2))
     torch.save(weights, out_dir / WEIGHTS)
-    plotly_js = write_plotlyjs(out_dir if plotly_dir is None else Path(plotly_dir))
+    plotly_js = figures.write_plotlyjs(out_dir if plotly_dir is None else Path(plotly_dir))
     figure = figures.run_figure(result.seeds, recovery, result.curve)
     figure.write_html(
         out_dir / FIGURE,
         include_plotlyjs=Path(os.path.relpath(plotly_js, out_dir)).as_posix(),
     )
-
-
-def write_plotlyjs(folder: str | Path) -> Path:
-    """Write the installed plotly's plotly.min.js into `folder` unless a file of that version
-    is already there, and return its path. Pages in and below the folder load it with a
-    relative <script src>, so they open offline without inlining 4.6 MB each. The file
-    appears atomically (temporary file, then rename): jobs sharing the folder never read a
-    partial one."""
-    folder = Path(folder)
-    path = folder / PLOTLY_JS
-    header = f"plotly.js v{get_plotlyjs_version()}\n"
-    if path.exists():
-        with open(path, encoding="utf-8", errors="replace") as f:
-            if header in f.read(200):
-                return path
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{PLOTLY_JS}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(get_plotlyjs())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
 
 
 def _fmt(value: float) -> str:

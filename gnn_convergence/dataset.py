@@ -6,14 +6,13 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from gnn_convergence.config import SimulationConfig
+from gnn_convergence.files import atomic
 from gnn_convergence.simulation import Dataset, simulate
 
 log = logging.getLogger(__name__)
@@ -61,15 +60,8 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
 
 def _save(data: Dataset, path: Path) -> None:
     arrays = {name: getattr(data, name) for name in _ARRAYS}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, checksum=np.array(_checksum(arrays)), **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic(path, "wb") as f:
+        np.savez(f, checksum=np.array(_checksum(arrays)), **arrays)
 
 
 def _load(path: Path) -> Dataset:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
+from gnn_convergence.files import write_atomic
 from gnn_convergence.results import Recovery, SeedResult, TrainingCurve
+
+PLOTLY_JS = "plotly.min.js"
 
 CLASS_COLORS = {"converged": "#2ca02c", "partial": "#ff7f0e", "failed": "#d62728"}
 SEED_COLORS = qualitative.Plotly  # one color per seed in the curve panels
@@ -103,3 +108,17 @@ def run_figure(
         height = 1200
     fig.update_layout(height=height, width=cols * 380, title="Connectivity recovery")
     return fig
+
+
+def write_plotlyjs(folder: str | Path) -> Path:
+    """Write the installed plotly's plotly.min.js into `folder` unless a file of that version
+    is already there, and return its path. Pages in and below the folder load it with a
+    relative <script src>, so they open offline without inlining 4.6 MB each."""
+    path = Path(folder) / PLOTLY_JS
+    header = f"plotly.js v{get_plotlyjs_version()}\n"
+    if path.exists():
+        with open(path, encoding="utf-8", errors="replace") as f:
+            if header in f.read(200):
+                return path
+    write_atomic(path, get_plotlyjs())
+    return path

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from gnn_convergence import artifacts
+from gnn_convergence import artifacts, figures
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
@@ -104,7 +104,7 @@ def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     assert '<script charset="utf-8" src="plotly.min.js"></script>' in html
     assert '<script src="http' not in html
     assert (out / artifacts.FIGURE).stat().st_size < 1_000_000
-    assert (out / artifacts.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
+    assert (out / figures.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
 
 
 def _result(r2: list[float]) -> RunResult:
@@ -213,7 +213,7 @@ def test_cli_writes_the_run_folder(tmp_path):
     saved = json.loads((out / artifacts.METRICS_JSON).read_text())
     assert math.isfinite(saved["objective"]) and saved["class"] in ("partial", "failed")
     assert 'src="plotly.min.js"' in (out / artifacts.FIGURE).read_text()
-    assert (out / artifacts.PLOTLY_JS).exists()
+    assert (out / figures.PLOTLY_JS).exists()
 
 
 def test_study_trials_share_one_plotlyjs(tmp_path):
@@ -231,24 +231,24 @@ def test_study_trials_share_one_plotlyjs(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (study / artifacts.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
+    assert (study / figures.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
     for trial in ("trial_0", "trial_1"):
         html = (study / trial / artifacts.FIGURE).read_text()
         assert '<script charset="utf-8" src="../plotly.min.js"></script>' in html
-        assert not (study / trial / artifacts.PLOTLY_JS).exists()
+        assert not (study / trial / figures.PLOTLY_JS).exists()
 
 
 def test_plotlyjs_is_written_only_when_missing_or_stale(tmp_path):
-    path = artifacts.write_plotlyjs(tmp_path / "pages")
-    assert path == tmp_path / "pages" / artifacts.PLOTLY_JS
+    path = figures.write_plotlyjs(tmp_path / "pages")
+    assert path == tmp_path / "pages" / figures.PLOTLY_JS
     stamp, size = path.stat().st_mtime_ns, path.stat().st_size
     assert size > 1_000_000
-    assert artifacts.write_plotlyjs(tmp_path / "pages") == path
+    assert figures.write_plotlyjs(tmp_path / "pages") == path
     assert path.stat().st_mtime_ns == stamp
     path.write_text("/**\n* plotly.js v0.0.1\n*/")  # another plotly's bundle: replaced
-    artifacts.write_plotlyjs(tmp_path / "pages")
+    figures.write_plotlyjs(tmp_path / "pages")
     assert path.stat().st_size == size
-    assert sorted(p.name for p in path.parent.iterdir()) == [artifacts.PLOTLY_JS]
+    assert sorted(p.name for p in path.parent.iterdir()) == [figures.PLOTLY_JS]
 
 
 def test_compiled_loss_equals_eager():

@@ -17,7 +17,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from gnn_convergence.figures import CLASS_COLORS
+from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps, pages
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.protocol import protocol_state
@@ -27,7 +27,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
-PLOTLY_JS = "plotly.js v"  # the banner of the inlined library
 
 
 class Demo:
@@ -166,12 +165,15 @@ def test_failed_and_running_trials_are_drawn_at_zero(mixed: Demo) -> None:
     assert len(parallel.data[0].dimensions[0]["values"]) == len(mixed.frame) - 1
 
 
-def test_pages_are_self_contained_and_the_dashboard_gets_the_map(demo: Demo, tmp_path) -> None:
+def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(demo: Demo, tmp_path):
     path = pages.write_study(demo.study, demo.params, tmp_path)
     assert path == tmp_path / pages.REPORT_HTML
+    assert (tmp_path / PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
     for name in [*pages.PAGES, "report"]:
         html = (tmp_path / f"{name}.html").read_text()
-        assert html.count(PLOTLY_JS) >= 1 and '<script src="http' not in html
+        assert f'<script src="{PLOTLY_JS}"></script>' in html
+        assert "plotly.js v" not in html and '<script src="http' not in html
+        assert len(html) < 1_000_000
     page = path.read_text()
     assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1
     assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page

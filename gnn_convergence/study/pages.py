@@ -2,9 +2,10 @@
 
 :func:`write_study` rewrites everything a study folder shows from one read of the storage; the
 sweeper calls it after every trial, ``python -m gnn_convergence.report`` on demand. Every page
-opens offline (plotly.js inlined once per page). The ``lr_W x lr`` map is also attached to the
-study for optuna-dashboard. The study's search space, thresholds and robust rule are read from
-its ``params``, ``thresholds`` and ``robust`` user attributes (written by the sweeper).
+opens offline: plotly.js is one plotly.min.js in the study folder, shared with the trials' run
+figures. The ``lr_W x lr`` map is also attached to the study for optuna-dashboard. The study's
+search space, thresholds and robust rule are read from its ``params``, ``thresholds`` and
+``robust`` user attributes (written by the sweeper).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 from optuna_dashboard import save_plotly_graph_object
-from plotly.offline import get_plotlyjs
 
+from gnn_convergence.figures import PLOTLY_JS, write_plotlyjs
+from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
 from gnn_convergence.study.evidence import RobustRule
@@ -29,7 +31,6 @@ from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
     summary_tables,
-    write_atomic,
     write_records,
 )
 from gnn_convergence.study.space import Param, parse_space, value_text
@@ -75,6 +76,7 @@ def write_study(
     of the storage; attach the boundary map to the study for optuna-dashboard. Returns the
     report's path. Cheap enough after every trial."""
     folder = Path(folder)
+    write_plotlyjs(folder)
     state, frame = write_records(study, params, folder, thresholds, rule)
     figures = study_figures(frame, state, thresholds)
     for name, title in PAGES.items():
@@ -87,11 +89,11 @@ def write_study(
 
 
 def page(title: str, figures: Sequence[go.Figure], head: str = "", tail: str = "") -> str:
-    """A self-contained HTML page: ``head``, the figures, ``tail``; plotly.js inlined once."""
+    """An HTML page: ``head``, the figures, ``tail``; plotly.js from plotly.min.js beside it."""
     divs = "\n".join(pio.to_html(f, full_html=False, include_plotlyjs=False) for f in figures)
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{STYLE}</style>\n<script>{get_plotlyjs()}</script></head>\n"
+        f'<style>{STYLE}</style>\n<script src="{PLOTLY_JS}"></script></head>\n'
         f"<body><h1>{escape(title)}</h1>\n{head}\n{divs}\n{tail}\n</body></html>\n"
     )
 

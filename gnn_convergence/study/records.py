@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ import optuna
 import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
+from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
 from gnn_convergence.study.evidence import ROBUST, RobustRule
 from gnn_convergence.study.protocol import (
@@ -408,20 +407,6 @@ def write_records(
     summary = _summary(trials, state, thresholds)
     write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
     return state, frame
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, so readers never see a
-    partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _by_number(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
