@@ -76,6 +76,22 @@ def test_seeds_are_distinct_for_every_run():
 
 
 @pytest.mark.slow
+def test_the_quick_study_reaches_a_robust_config(tmp_path):
+    # lr_W 2e-2 converges on the quick problem's datasets 0-11 but dataset 3 (measured)
+    sweep(tmp_path, "hydra.sweeper.n_trials=4", "training.learning_rate_W_start=2e-2")
+    trials = load(tmp_path).get_trials()
+    assert [t.user_attrs["role"] for t in trials] == ["start", *["validate"] * 3]
+    assert [t.user_attrs["data_seeds"] for t in trials] == [
+        [0, 1, 2], [3, 4, 5], [6, 7, 8], [9, 10, 11],
+    ]  # fmt: skip
+    text = (tmp_path / "study" / "analysis.md").read_text()
+    robust = text.split("## Robust configs\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert robust[2] == (
+        "| 0.02 | 0.0005 | 5e-06 | 8 | 0, 1, 2, 3 | 11/12 | 8/9 | 0.82 | 0.66 | robust, unstable |"
+    )
+
+
+@pytest.mark.slow
 def test_quick_study_runs_records_and_resumes(tmp_path):
     proc = sweep(tmp_path, "hydra.sweeper.n_trials=3", *SHORT)
     assert "optuna-dashboard sqlite:///" in proc.stdout + proc.stderr
