@@ -66,26 +66,14 @@ def run_figure(
             col=2,
         )
         if curve is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=curve.step,
-                    y=curve.loss_per_n[i],
-                    name=f"loss/N seed {record.seed}",
-                    line=line,
-                ),
-                row=3,
-                col=1,
-            )
-            fig.add_trace(
-                go.Scatter(
-                    x=curve.step,
-                    y=curve.connectivity_R2[i],
-                    name=f"connectivity_R2 seed {record.seed}",
-                    line=line,
-                ),
-                row=3,
-                col=2,
-            )
+            panels = (("loss/N", curve.loss_per_n), ("connectivity_R2", curve.connectivity_R2))
+            for col, (name, values) in enumerate(panels, start=1):
+                fig.add_trace(
+                    go.Scatter(x=curve.step, y=values[i], name=f"{name} seed {record.seed}",
+                               line=line),
+                    row=3,
+                    col=col,
+                )  # fmt: skip
     truth = {"color": "black", "dash": "dash"}
     fig.add_trace(
         go.Scatter(x=r.u, y=r.true_psi, name="true tanh((u-h)/w)", line=truth), row=2, col=1
