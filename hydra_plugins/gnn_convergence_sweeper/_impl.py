@@ -28,11 +28,19 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import write_study
 from gnn_convergence.study.seeding import check_seeding
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
-from gnn_convergence.study.vocabulary import REPORTED
+from gnn_convergence.study.vocabulary import (
+    DATA_SEEDS,
+    ERROR,
+    FINISHED,
+    FOLDER,
+    OVERRIDES,
+    PER_SEED,
+    REPORTED,
+    SEED_MODE,
+    SEEDS,
+)
 
 log = logging.getLogger(__name__)
-
-FINISHED = (TrialState.COMPLETE, TrialState.FAIL)
 
 
 class ProtocolSweeperImpl(Sweeper):
@@ -156,7 +164,7 @@ class ProtocolSweeperImpl(Sweeper):
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
         except BaseException as err:  # Ctrl-C, or the launcher itself failed: no job reported
             for trial in trials:  # a FAIL that is not a run: the protocol decides it again
-                trial.set_user_attr("error", f"interrupted: {type(err).__name__} {err}".strip())
+                trial.set_user_attr(ERROR, f"interrupted: {type(err).__name__} {err}".strip())
                 study.tell(trial, state=TrialState.FAIL)
             raise
         for trial, ret in zip(trials, returns):
@@ -165,11 +173,11 @@ class ProtocolSweeperImpl(Sweeper):
     def _prepare(
         self, trial: optuna.Trial, space: Sequence[Param], fixed: Sequence[str]
     ) -> list[str]:
-        seeds, data_seeds = trial.user_attrs["seeds"], trial.user_attrs["data_seeds"]
+        seeds, data_seeds = trial.user_attrs[SEEDS], trial.user_attrs[DATA_SEEDS]
         folder = self.sweep_dir / f"trial_{trial.number}"
         for key, value in (
-            ("seed_mode", self.seed_mode),
-            ("folder", str(folder)),
+            (SEED_MODE, self.seed_mode),
+            (FOLDER, str(folder)),
             (REPORTED, False),
         ):
             trial.set_user_attr(key, value)
@@ -180,7 +188,7 @@ class ProtocolSweeperImpl(Sweeper):
             + ("null" if data_seeds is None else f"[{','.join(map(str, data_seeds))}]"),
             f"hydra.sweep.subdir={folder.name}",
         ]
-        trial.set_user_attr("overrides", overrides + list(fixed))
+        trial.set_user_attr(OVERRIDES, overrides + list(fixed))
         return overrides + list(fixed)
 
 
@@ -273,7 +281,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path)
         log.error("trial %d failed: %s", trial.number, message)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "error.txt").write_text("".join(traceback.format_exception(err)))
-        trial.set_user_attr("error", message)
+        trial.set_user_attr(ERROR, message)
         study.tell(trial, state=TrialState.FAIL)
         return
     for key, value in trial_attrs(result).items():
@@ -281,7 +289,7 @@ def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path)
     objective = result["objective"]
     if objective is None or not math.isfinite(objective):
         diverged = [s["seed"] for s in result["seeds"] if s["diverged_at_step"] is not None]
-        trial.set_user_attr("error", f"no finite objective: seeds {diverged} diverged")
+        trial.set_user_attr(ERROR, f"no finite objective: seeds {diverged} diverged")
         study.tell(trial, state=TrialState.FAIL)
         return
     study.tell(trial, objective)
@@ -291,7 +299,7 @@ def trial_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
     """The run's dict as user attributes: class, flat summary, per-seed records (NaN -> None)."""
     keys = [k for k in result if k.endswith(("_min", "_mean"))] + ["class", "training_time_min"]
     attrs = {key: _finite(result[key]) for key in keys}
-    attrs["per_seed"] = [{k: _finite(v) for k, v in s.items()} for s in result["seeds"]]
+    attrs[PER_SEED] = [{k: _finite(v) for k, v in s.items()} for s in result["seeds"]]
     return attrs
 
 
