@@ -387,7 +387,7 @@ def pair_figure(
     )  # fmt: skip
     fig.update_layout(
         title=f"{x.label} x {y.label}: where training converges "
-        f"(connectivity_R2 > {thresholds.converged:g} in every seed)",
+        f"(connectivity_R2 > {thresholds.converged:g}; a trial is coloured by its worst run)",
         xaxis=axis(x), yaxis=axis(y), height=650, margin={"b": 170},
     )  # fmt: skip
     return fig
