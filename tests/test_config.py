@@ -125,3 +125,21 @@ def test_cli_fails_before_any_work(tmp_path, override, message):
     assert message in proc.stderr
     assert not (tmp_path / "cache").exists()
     assert not (tmp_path / "run" / "analysis.log").exists()
+
+
+def _with_hydra(overrides: list[str]):
+    from hydra import compose, initialize
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize(version_base="1.3", config_path="../conf"):
+        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("sweeps", ["convergence", "quick"])
+def test_a_grid_of_the_basic_sweeper_drops_the_study_settings(sweeps):
+    study = _with_hydra([f"sweeps={sweeps}"]).hydra
+    assert study.sweeper.study_name == sweeps and study.sweep.dir == f"outputs/studies/{sweeps}"
+    grid = _with_hydra([f"sweeps={sweeps}", "hydra/sweeper=basic"]).hydra
+    assert set(grid.sweeper) == {"_target_", "max_batch_size", "params"}
+    assert grid.sweep.dir.startswith("outputs/multirun/")

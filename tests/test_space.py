@@ -188,6 +188,6 @@ def test_value_text() -> None:
 def test_the_default_study_file_sweeps_the_seed_space():
     import yaml
 
-    path = Path(__file__).parents[1] / "conf" / "sweeps" / "convergence.yaml"
+    path = Path(__file__).parents[1] / "conf" / "hydra" / "sweeper" / "convergence.yaml"
     study = yaml.safe_load(path.read_text())
-    assert study["hydra"]["sweeper"]["params"] == SEED_SPACE
+    assert study["sweeper"]["params"] == SEED_SPACE
