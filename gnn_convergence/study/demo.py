@@ -18,7 +18,7 @@ from gnn_convergence.outcome import run_value
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, parse_space, record_space
 
-# The default study's search space and start (conf/hydra/sweeper/convergence.yaml, docs/protocol.md)
+# The default study's search space and start (conf/hydra/sweeper/convergence.yaml)
 SEED_SPACE = {
     "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
     "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
