@@ -1,10 +1,12 @@
-"""Training of K seeds in one vectorized loop (docs/model.md, "Training").
+"""Training of a population of K members in one vectorized loop (docs/model.md, "Training").
 
-Seed k has its own initialisation, its own frame draws and, optionally, its own dataset; the
-loss is a plain sum over seeds and Adam is elementwise, so each seed follows the trajectory it
-would follow alone. A seed whose loss turns non-finite is stopped and the others go on.
-Every epoch starts with a fresh Adam (start learning rates, zero moments) on the parameters the
-previous epoch left.
+Member k has its own initialisation seed, its own frame draws, its own dataset and its own
+learning rates and loss coefficients (`Hyper`); members share the batch size and the number of
+steps. The loss is a plain sum over members and Adam is elementwise, so each member follows the
+trajectory it would follow alone. A member whose loss turns non-finite is stopped and the others
+go on. Every epoch starts with a fresh Adam (start learning rates, zero moments) on the
+parameters the previous epoch left. The loop stays on the training device: frames are drawn
+before it, and the host reads values only every cfg.log_interval steps.
 """
 
 from __future__ import annotations
@@ -28,25 +30,103 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainData:
-    """Stacked datasets on the training device, and which dataset each seed trains on."""
+    """Stacked datasets on the training device, and which dataset each member trains on."""
 
     activity: torch.Tensor  # (D, T, N)
     derivative: torch.Tensor  # (D, T, N)
     true_w: torch.Tensor  # (D, N, N)
     delta: torch.Tensor  # (D,), the edge_diff step xnorm / 150
-    index: torch.Tensor  # (K,), dataset of each seed
+    index: torch.Tensor  # (K,), dataset of each member
 
 
 @dataclass
 class TrainResult:
-    """Final losses, divergence and the logged curve of each seed; the trained weights stay in
+    """Final losses, divergence and the logged curve of each member; the trained weights stay in
     the model."""
 
     final_loss: np.ndarray  # (K,), last epoch's sum of ||pred - y||_2 divided by N
-    diverged_at: list[int | None]  # step where seed k's loss turned non-finite
+    diverged_at: list[int | None]  # step where member k's loss turned non-finite
     n_steps: int
     seconds: float
     curve: TrainingCurve  # loss/N and connectivity_R2 every cfg.log_interval steps
+
+
+@dataclass
+class Hyper:
+    """Each member's learning rates and loss coefficients, (K,) tensors on the device."""
+
+    lr_w: torch.Tensor
+    lr: torch.Tensor
+    lr_embedding: torch.Tensor
+    coeff_w_l1: torch.Tensor
+    coeff_edge_diff: torch.Tensor
+
+    @classmethod
+    def of(
+        cls, configs: Sequence[TrainingConfig], dtype: torch.dtype, device: torch.device
+    ) -> Hyper:
+        """One member per config, in order."""
+
+        def column(key: str) -> torch.Tensor:
+            return torch.tensor([getattr(c, key) for c in configs], dtype=dtype, device=device)
+
+        return cls(
+            lr_w=column("learning_rate_W_start"),
+            lr=column("learning_rate_start"),
+            lr_embedding=column("learning_rate_embedding_start"),
+            coeff_w_l1=column("coeff_W_L1"),
+            coeff_edge_diff=column("coeff_edge_diff"),
+        )
+
+
+class PopulationAdam:
+    """torch.optim.Adam's update (betas 0.9, 0.999, eps 1e-8) for parameters whose leading
+    dimension is the member, with one learning rate per member and parameter: (K,) tensors.
+
+    The step count is a device tensor, so a step reads nothing back from the device; `reset`
+    zeroes the state in place (a fresh Adam, same tensors).
+    """
+
+    def __init__(self, params: Sequence[torch.Tensor], lrs: Sequence[torch.Tensor]) -> None:
+        self.params = list(params)
+        self.lrs = [lr.view(-1, *[1] * (p.dim() - 1)) for p, lr in zip(self.params, lrs)]
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+        self.step_count = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
+        self.betas, self.eps = (0.9, 0.999), 1e-8
+
+    def reset(self) -> None:
+        """Zero moments and step count: the next step is a fresh Adam's first."""
+        for state in (*self.exp_avg, *self.exp_avg_sq, self.step_count):
+            state.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step of every parameter from its .grad (None counts as zero)."""
+        beta1, beta2 = self.betas
+        self.step_count += 1
+        correction1 = 1 - beta1**self.step_count
+        correction2_sqrt = (1 - beta2**self.step_count).sqrt()
+        for p, lr, m, v in zip(self.params, self.lrs, self.exp_avg, self.exp_avg_sq):
+            grad = torch.zeros_like(p) if p.grad is None else p.grad
+            m.lerp_(grad, 1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (v.sqrt() / correction2_sqrt).add_(self.eps)
+            p.add_(m / denom * (-lr / correction1))
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+
+def make_optimizer(model: ConnectivityGNN, hyper: Hyper) -> PopulationAdam:
+    """Adam with each member's learning rate of W, of the MLPs and of the embeddings."""
+    mlps = [*model.phi.parameters(), *model.psi.parameters()]
+    params, lrs = [model.w, *mlps], [hyper.lr_w] + [hyper.lr] * len(mlps)
+    if isinstance(model.embedding, torch.nn.Parameter):
+        params.append(model.embedding)
+        lrs.append(hyper.lr_embedding)
+    return PopulationAdam(params, lrs)
 
 
 def edge_delta(activity: np.ndarray) -> float:
@@ -70,18 +150,21 @@ def loss_terms(
     u: torch.Tensor,
     y: torch.Tensor,
     delta: torch.Tensor,
-    coeff_w_l1: float,
-    coeff_edge_diff: float,
+    coeff_w_l1: torch.Tensor,
+    coeff_edge_diff: torch.Tensor,
+    edge: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-seed loss and its data term ||pred - y||_2, both (K,), for states u (K, B, N).
+    """Per-member loss and its data term ||pred - y||_2, both (K,), for states u (K, B, N),
+    with each member's coefficients (K,).
 
     The regularisers count once per sampled frame (docs/model.md, "Loss"):
     B * coeff_w_l1 * sum |W| (whole matrix) and coeff_edge_diff * the sum over the B frames of
-    ||ReLU(psi*(u) - psi*(u + delta))||_2.
+    ||ReLU(psi*(u) - psi*(u + delta))||_2; `edge=False` skips the second where every
+    coeff_edge_diff is 0.
     """
     assert u.shape == y.shape and u.dim() == 3, (u.shape, y.shape)
     k, b, _ = u.shape
-    if coeff_edge_diff > 0:
+    if edge:
         shifted = u + delta[:, None, None]
         psi, psi_next = model.psi_values(torch.cat([u, shifted], dim=1)).split(b, dim=1)
     else:
@@ -89,23 +172,9 @@ def loss_terms(
     pred = model.phi_values(u) + model.aggregate(psi)  # (K, B, N)
     data = (pred - y).reshape(k, -1).norm(dim=1)  # (K,)
     loss = data + b * coeff_w_l1 * model.w.abs().sum(dim=(1, 2))
-    if coeff_edge_diff > 0:
+    if edge:
         loss = loss + coeff_edge_diff * torch.relu(psi - psi_next).norm(dim=2).sum(dim=1)
     return loss, data
-
-
-def make_optimizer(model: ConnectivityGNN, cfg: TrainingConfig) -> torch.optim.Adam:
-    """One Adam with a parameter group per learning rate: W, the MLPs, the embeddings."""
-    groups = [
-        {"params": [model.w], "lr": cfg.learning_rate_W_start},
-        {
-            "params": [*model.phi.parameters(), *model.psi.parameters()],
-            "lr": cfg.learning_rate_start,
-        },
-    ]
-    if isinstance(model.embedding, torch.nn.Parameter):
-        groups.append({"params": [model.embedding], "lr": cfg.learning_rate_embedding_start})
-    return torch.optim.Adam(groups, fused=True)
 
 
 def train(
@@ -114,9 +183,11 @@ def train(
     cfg: TrainingConfig,
     steps_per_epoch: int,
     progress: bool = False,
+    hyper: Hyper | None = None,
 ) -> TrainResult:
-    """Train all seeds of `model` together for cfg.n_epochs * steps_per_epoch steps, with a
-    fresh Adam for every epoch."""
+    """Train all members of `model` together for cfg.n_epochs * steps_per_epoch steps, with a
+    fresh Adam for every epoch. `hyper` holds each member's learning rates and coefficients
+    (default: cfg's for every member); batch size, steps, logging and compilation are cfg's."""
     device = model.w.device
     k, n = model.w.shape[0], model.w.shape[1]
     n_steps = cfg.n_epochs * steps_per_epoch
@@ -127,11 +198,17 @@ def train(
     rows = data.index[:, None]  # (K, 1)
     delta = data.delta[data.index]  # (K,)
     true_w = data.true_w[data.index]  # (K, N, N)
-    optimizer = make_optimizer(model, cfg)
-    for group in optimizer.param_groups:
-        log.info(
-            "param group lr=%g: %d values", group["lr"], sum(p.numel() for p in group["params"])
-        )
+    if hyper is None:
+        hyper = Hyper.of([cfg] * k, model.w.dtype, device)
+    edge = bool((hyper.coeff_edge_diff > 0).any())
+    optimizer = make_optimizer(model, hyper)
+    log.info(
+        "%d members, %d values each; lr_W %s, lr %s",
+        k,
+        sum(p[0].numel() for p in optimizer.params),
+        _distinct(hyper.lr_w),
+        _distinct(hyper.lr),
+    )
     loss_fn = _compiled_loss() if cfg.compile else loss_terms
     if cfg.compile:  # the first step compiles: about 10-20 s on a CPU
         log.info("compiling the loss with torch.compile (first step)")
@@ -146,14 +223,14 @@ def train(
     for step in bar:
         # epoch boundary: Adam re-created (start learning rates, zero moments), parameters kept
         if step > 0 and step % steps_per_epoch == 0:
-            optimizer = make_optimizer(model, cfg)
+            optimizer.reset()
             log.info(
                 "step %d: epoch %d of %d starts with a fresh Adam",
                 step,
                 step // steps_per_epoch + 1,
                 cfg.n_epochs,
             )
-        # forward: each seed's own frames of its own dataset
+        # forward: each member's own frames of its own dataset
         idx = frames[:, step]  # (K, B)
         u, y = data.activity[rows, idx], data.derivative[rows, idx]  # (K, B, N)
         loss, data_norm = loss_fn(
@@ -161,15 +238,16 @@ def train(
             u=u,
             y=y,
             delta=delta,
-            coeff_w_l1=cfg.coeff_W_L1,
-            coeff_edge_diff=cfg.coeff_edge_diff,
+            coeff_w_l1=hyper.coeff_w_l1,
+            coeff_edge_diff=hyper.coeff_edge_diff,
+            edge=edge,
         )
-        # divergence: a seed whose loss is not finite stops here, the others go on
+        # divergence: a member whose loss is not finite stops here, the others go on
         finite = torch.isfinite(loss)
         diverged = torch.where(alive & ~finite, step, diverged)
         alive = alive & finite
         # backward and update
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         torch.where(alive, loss, 0.0).sum().backward()
         optimizer.step()
         # bookkeeping without a CPU-GPU sync
@@ -190,7 +268,7 @@ def train(
             interval_loss.zero_()
             reported = step + 1
             if not alive.any():
-                log.warning("every seed diverged by step %d", step)
+                log.warning("every member diverged by step %d", step)
                 break
     return TrainResult(
         final_loss=(epoch_loss / n).cpu().numpy(),
@@ -203,6 +281,10 @@ def train(
             connectivity_R2=np.array([r for _, _, r in logged], dtype=float).reshape(-1, k).T,
         ),
     )
+
+
+def _distinct(values: torch.Tensor) -> str:
+    return ", ".join(f"{v:g}" for v in sorted(set(values.tolist())))
 
 
 def _compiled_loss():

@@ -16,13 +16,7 @@ from gnn_convergence.metrics import connectivity_r2
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
-from gnn_convergence.trainer import (
-    edge_delta,
-    frame_draws,
-    loss_terms,
-    make_optimizer,
-    train,
-)
+from gnn_convergence.trainer import Hyper, edge_delta, frame_draws, loss_terms, train
 
 SIM = SimulationConfig(n_neurons=30, n_frames=1000, seed=7)
 TRAIN = TrainingConfig(
@@ -69,17 +63,53 @@ def test_seeds_together_equal_seeds_alone(datasets):
     assert not torch.allclose(together.w[0], together.w[2])
 
 
+MIXED = [  # each member's own learning rates and loss coefficients
+    {"learning_rate_W_start": 1e-2},
+    {"learning_rate_W_start": 3e-3, "learning_rate_start": 1e-4},
+    {"coeff_W_L1": 1e-4, "coeff_edge_diff": 0.0},
+    {"learning_rate_W_start": 2e-2, "learning_rate_embedding_start": 1e-3, "coeff_edge_diff": 9.0},
+]
+
+
+def test_every_member_of_a_mixed_population_ends_where_its_solo_run_ends(datasets):
+    configs = [dataclasses.replace(TRAIN, **change) for change in MIXED]
+    seeds, data_seeds = [11, 12, 13, 11], [7, 8, 7, 8]
+    model_cfg = ModelConfig(single_type=False)  # learned embeddings: their own learning rate
+    model = ConnectivityGNN(model_cfg, SIM.n_neurons, seeds).to(torch.float64)
+    hyper = Hyper.of(configs, torch.float64, torch.device("cpu"))
+    result = train(model, _stack(data_seeds, datasets), TRAIN, STEPS_PER_EPOCH, hyper=hyper)
+    for k, (seed, data_seed, cfg) in enumerate(zip(seeds, data_seeds, configs)):
+        alone = ConnectivityGNN(model_cfg, SIM.n_neurons, [seed]).to(torch.float64)
+        alone_result = train(alone, _stack([data_seed], datasets), cfg, STEPS_PER_EPOCH)
+        for p_population, p_alone in zip(model.parameters(), alone.parameters()):
+            torch.testing.assert_close(p_population[k], p_alone[0], atol=1e-10, rtol=1e-9)
+        np.testing.assert_allclose(result.final_loss[k], alone_result.final_loss[0], rtol=1e-9)
+    assert len(set(result.final_loss.round(6))) == len(configs)
+
+
+def _torch_adam(model, cfg):
+    """torch.optim.Adam with a parameter group per learning rate: W, the MLPs."""
+    mlps = [*model.phi.parameters(), *model.psi.parameters()]
+    return torch.optim.Adam(
+        [
+            {"params": [model.w], "lr": cfg.learning_rate_W_start},
+            {"params": mlps, "lr": cfg.learning_rate_start},
+        ]
+    )
+
+
 def _train_by_hand(seeds, data_seeds, datasets, reset_at):
-    """The training loop written out: one Adam, re-created at each step of `reset_at`."""
+    """The training loop written out with torch's Adam, re-created at each step of
+    `reset_at`."""
     model = ConnectivityGNN(ModelConfig(), SIM.n_neurons, seeds).to(torch.float64)
     data = _stack(data_seeds, datasets)
     n_steps = TRAIN.n_epochs * STEPS_PER_EPOCH
     frames = frame_draws(seeds, n_steps, TRAIN.batch_size, data.activity.shape[1] - 1)
     rows = data.index[:, None]
-    optimizer = make_optimizer(model, TRAIN)
+    optimizer = _torch_adam(model, TRAIN)
     for step in range(n_steps):
         if step in reset_at:
-            optimizer = make_optimizer(model, TRAIN)
+            optimizer = _torch_adam(model, TRAIN)
         idx = torch.from_numpy(frames[:, step])
         loss, _ = loss_terms(
             model,
@@ -95,28 +125,11 @@ def _train_by_hand(seeds, data_seeds, datasets, reset_at):
     return model
 
 
-def test_adam_is_reset_at_the_epoch_boundary_and_parameters_carry_over(datasets, monkeypatch):
-    created = []
-
-    def recording_make_optimizer(model, cfg):
-        created.append(make_optimizer(model, cfg))
-        return created[-1]
-
-    monkeypatch.setattr(trainer, "make_optimizer", recording_make_optimizer)
+def test_adam_is_torchs_reset_at_the_epoch_boundary_and_parameters_carry_over(datasets):
     seeds, data_seeds = [11, 12], [7, 8]
     model, result = _train(seeds, data_seeds, datasets)
     assert result.n_steps == 2 * STEPS_PER_EPOCH
-    # two epochs: the Adam of epoch 1 and a fresh one for epoch 2, each stepped one epoch long
-    assert len(created) == 2
-    for optimizer in created:
-        assert [g["lr"] for g in optimizer.param_groups] == [
-            TRAIN.learning_rate_W_start,
-            TRAIN.learning_rate_start,
-        ]
-        for p in model.parameters():
-            assert int(optimizer.state[p]["step"]) == STEPS_PER_EPOCH
-    # the parameters carry over: epoch 1, then a fresh Adam for epoch 2, by hand
-    monkeypatch.undo()
+    # the parameters carry over: epoch 1, then a fresh torch Adam for epoch 2, by hand
     reset = _train_by_hand(seeds, data_seeds, datasets, reset_at={STEPS_PER_EPOCH})
     for p_trained, p_hand in zip(model.parameters(), reset.parameters()):
         torch.testing.assert_close(p_trained, p_hand, atol=1e-9, rtol=1e-9)
@@ -162,7 +175,7 @@ def test_training_curve_is_what_the_trainer_logs(datasets, caplog):
     data = _stack(data_seeds, datasets)
     n_steps = TRAIN.n_epochs * STEPS_PER_EPOCH
     frames = frame_draws(seeds, n_steps, TRAIN.batch_size, data.activity.shape[1] - 1)
-    optimizer, norms = make_optimizer(by_hand, TRAIN), []
+    optimizer, norms = _torch_adam(by_hand, TRAIN), []
     for step in range(10):
         idx = torch.from_numpy(frames[:, step])
         loss, norm = loss_terms(
