@@ -1,9 +1,16 @@
-"""One run: simulate (or load) the data, train the seeds together, measure, write the folder."""
+"""Runs: simulate (or load) the data, train the seeds together, measure, write the folder.
+
+Several runs that share everything but their seeds and training hyperparameters
+(`population_key`) train as one population (`train_population`); each gives back a `Member`
+that writes the folder the run would have written alone.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +24,7 @@ from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
 from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
 from gnn_convergence.simulation import Dataset, true_curves
-from gnn_convergence.trainer import TrainData, edge_delta, train
+from gnn_convergence.trainer import Hyper, TrainData, TrainResult, edge_delta, train
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +46,11 @@ def data_seeds(cfg: RunConfig) -> list[int]:
     return [cfg.simulation.seed] * len(cfg.training.seeds)
 
 
-def load_data(cfg: RunConfig) -> dict[int, Dataset]:
-    """One dataset per distinct simulation seed, from the cache when present."""
+def load_data(cfg: RunConfig, seeds: Sequence[int] | None = None) -> dict[int, Dataset]:
+    """One dataset per distinct simulation seed (default: the run's), cached on disk."""
     return {
         seed: load_or_simulate(dataclasses.replace(cfg.simulation, seed=seed), cfg.paths.cache_dir)
-        for seed in dict.fromkeys(data_seeds(cfg))
+        for seed in dict.fromkeys(data_seeds(cfg) if seeds is None else seeds)
     }
 
 
@@ -83,17 +90,22 @@ def evaluate(model: ConnectivityGNN, data: TrainData, dt: float) -> dict[str, np
 
 @torch.no_grad()
 def recovery(
-    model: ConnectivityGNN, data: TrainData, datasets: dict[int, Dataset], cfg: RunConfig
+    model: ConnectivityGNN,
+    data: TrainData,
+    datasets: Sequence[Dataset],
+    cfg: RunConfig,
+    members: slice = slice(None),
 ) -> Recovery:
-    """The run figure's arrays: learned against true W per seed, and the learned psi*, phi*
-    against the true functions over the range of the activity."""
-    true_w = data.true_w[data.index].cpu().double()  # (K, N, N)
-    learned = model.learned_w().cpu()
+    """The run figure's arrays for `members` (a run's slice of the population): learned against
+    true W per seed, and the learned psi*, phi* against the true functions over the range of
+    the run's activity (`datasets`)."""
+    true_w = data.true_w[data.index[members]].cpu().double()  # (K, N, N)
+    learned = model.learned_w()[members].cpu()
     alpha, _ = metrics.connectivity_fit(learned, true_w)
-    lo = min(float(d.activity.min()) for d in datasets.values())
-    hi = max(float(d.activity.max()) for d in datasets.values())
+    lo = min(float(d.activity.min()) for d in datasets)
+    hi = max(float(d.activity.max()) for d in datasets)
     u = torch.linspace(lo, hi, CURVE_POINTS)  # (G,)
-    psi, phi = (c.cpu() for c in model.curves(u.to(model.w.device)))  # (K, G)
+    psi, phi = (c[members].cpu() for c in model.curves(u.to(model.w.device)))  # (K, G)
     neuron = cfg.simulation.neuron
     true_psi, true_phi = true_curves(u.numpy().astype(np.float64), neuron)
     return Recovery(
@@ -108,64 +120,140 @@ def recovery(
     )
 
 
-def weights(model: ConnectivityGNN, result: RunResult) -> dict[str, Any]:
-    """weights.pt: the training seeds, their simulation seeds and the state dict on CPU."""
+def weights(model: ConnectivityGNN, result: RunResult, members: slice) -> dict[str, Any]:
+    """weights.pt: the run's training seeds, their simulation seeds and its members' state
+    dict on CPU (the shared diagonal mask whole)."""
     return {
-        "seeds": model.seeds,
+        "seeds": [r.seed for r in result.seeds],
         "data_seeds": [r.data_seed for r in result.seeds],
-        "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+        "state_dict": {
+            k: (v if k == "mask" else v[members]).cpu() for k, v in model.state_dict().items()
+        },
     }
+
+
+def population_key(cfg: RunConfig) -> Hashable:
+    """What the runs of one population share: the simulation but its seed, the model, the
+    batch size, the epochs and their steps, logging, compilation, device and threads."""
+    tr, sim = cfg.training, cfg.simulation
+    return (
+        repr(dataclasses.replace(sim, seed=0)),
+        repr(cfg.model),
+        tr.batch_size,
+        tr.n_epochs,
+        steps_per_epoch(tr, sim),
+        tr.log_interval,
+        tr.compile,
+        cfg.device,
+        cfg.threads,
+    )
+
+
+@dataclass
+class Member:
+    """One run of a population: what it measured and what its folder shows."""
+
+    result: RunResult
+    recovery: Recovery
+    weights: dict[str, Any]
+
+    def write(self, out_dir: str | Path, plotly_dir: str | Path | None = None) -> RunResult:
+        """Fill `out_dir`; the run figure loads plotly.min.js from `plotly_dir` (default:
+        `out_dir`, see artifacts)."""
+        artifacts.write_run(
+            Path(out_dir),
+            self.result,
+            self.recovery,
+            self.weights,
+            None if plotly_dir is None else Path(plotly_dir),
+        )
+        objective = self.result.objective
+        log.info("objective (min connectivity_R2) %.4f: %s", objective, classify(objective))
+        return self.result
+
+
+def train_population(cfgs: Sequence[RunConfig]) -> list[Member]:
+    """Train the seeds of every run in `cfgs` (one population_key) as one population, each
+    member with its run's training hyperparameters; one Member per run, in order."""
+    first = cfgs[0]
+    if any(population_key(c) != population_key(first) for c in cfgs):
+        raise ValueError("train_population: the runs differ in more than seeds and training")
+    if first.threads:
+        torch.set_num_threads(first.threads)
+    device = resolve_device(first.device)
+    seeds = [s for c in cfgs for s in c.training.seeds]
+    sim_seeds = [s for c in cfgs for s in data_seeds(c)]
+    datasets = load_data(first, sim_seeds)
+    for seed, dataset in datasets.items():
+        log.info("dataset seed %d: %s", seed, dataset.stats)
+    data = stack_data(datasets, sim_seeds, device)
+    model = ConnectivityGNN(first.model, first.simulation.n_neurons, seeds).to(device)
+    hyper = Hyper.of([c.training for c in cfgs for _ in c.training.seeds], torch.float32, device)
+    if len(cfgs) > 1:
+        log.info("population of %d runs, %d members", len(cfgs), len(seeds))
+    trained = train(
+        model,
+        data,
+        first.training,
+        steps_per_epoch(first.training, first.simulation),
+        progress=first.progress,
+        hyper=hyper,
+    )
+    values = evaluate(model, data, first.simulation.dt)
+    values["final_loss"] = trained.final_loss
+    ends = np.cumsum([len(c.training.seeds) for c in cfgs])
+    return [
+        _member(
+            cfg, slice(end - len(cfg.training.seeds), end), model, data, datasets, trained, values
+        )
+        for cfg, end in zip(cfgs, ends)
+    ]
+
+
+def _member(
+    cfg: RunConfig,
+    members: slice,
+    model: ConnectivityGNN,
+    data: TrainData,
+    datasets: dict[int, Dataset],
+    trained: TrainResult,
+    values: dict[str, np.ndarray],
+) -> Member:
+    """One run's slice of a trained population."""
+    seeds, sim_seeds = list(cfg.training.seeds), data_seeds(cfg)
+    own = {seed: datasets[seed] for seed in dict.fromkeys(sim_seeds)}
+    records = [
+        SeedResult(
+            seed=seed,
+            data_seed=sim_seeds[i],
+            **{key: float(values[key][members][i]) for key in METRICS},
+            class_=classify(float(values["connectivity_R2"][members][i])),
+            diverged_at_step=trained.diverged_at[members][i],
+            data=dict(own[sim_seeds[i]].stats),
+        )
+        for i, seed in enumerate(seeds)
+    ]
+    curve = trained.curve
+    result = RunResult(
+        seeds=records,
+        data={seed: d.stats for seed, d in own.items()},
+        training_time_min=trained.seconds / 60.0,
+        n_steps=trained.n_steps,
+        device=str(model.w.device),
+        curve=dataclasses.replace(
+            curve,
+            loss_per_n=curve.loss_per_n[members],
+            connectivity_R2=curve.connectivity_R2[members],
+        ),
+    )
+    return Member(
+        result=result,
+        recovery=recovery(model, data, list(own.values()), cfg, members),
+        weights=weights(model, result, members),
+    )
 
 
 def run(cfg: RunConfig, out_dir: str | Path, plotly_dir: str | Path | None = None) -> RunResult:
     """Simulate or load, train every seed together, evaluate, and fill `out_dir`; the run
     figure loads plotly.min.js from `plotly_dir` (default: `out_dir`, see artifacts)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
-    seeds, sim_seeds = list(cfg.training.seeds), data_seeds(cfg)
-    datasets = load_data(cfg)
-    stats = {seed: d.stats for seed, d in datasets.items()}
-    for seed, values in stats.items():
-        log.info("dataset seed %d: %s", seed, values)
-    data = stack_data(datasets, sim_seeds, device)
-    model = ConnectivityGNN(cfg.model, cfg.simulation.n_neurons, seeds).to(device)
-    trained = train(
-        model,
-        data,
-        cfg.training,
-        steps_per_epoch(cfg.training, cfg.simulation),
-        progress=cfg.progress,
-    )
-    values = evaluate(model, data, cfg.simulation.dt)
-    values["final_loss"] = trained.final_loss
-    records = [
-        SeedResult(
-            seed=seed,
-            data_seed=sim_seeds[k],
-            **{key: float(values[key][k]) for key in METRICS},
-            class_=classify(float(values["connectivity_R2"][k])),
-            diverged_at_step=trained.diverged_at[k],
-            data=dict(stats[sim_seeds[k]]),
-        )
-        for k, seed in enumerate(seeds)
-    ]
-    result = RunResult(
-        seeds=records,
-        data=stats,
-        training_time_min=trained.seconds / 60.0,
-        n_steps=trained.n_steps,
-        device=str(device),
-        curve=trained.curve,
-    )
-    artifacts.write_run(
-        Path(out_dir),
-        result,
-        recovery(model, data, datasets, cfg),
-        weights(model, result),
-        None if plotly_dir is None else Path(plotly_dir),
-    )
-    log.info(
-        "objective (min connectivity_R2) %.4f: %s", result.objective, classify(result.objective)
-    )
-    return result
+    return train_population([cfg])[0].write(out_dir, plotly_dir)
