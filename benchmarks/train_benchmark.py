@@ -27,7 +27,7 @@ from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.reference import PerEdgeGNN
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
-from gnn_convergence.trainer import loss_terms, make_optimizer
+from gnn_convergence.trainer import Hyper, loss_terms, make_optimizer
 
 BATCH = 8
 
@@ -35,7 +35,9 @@ BATCH = 8
 def time_dense(data, device, n_seeds: int, steps: int, compiled: bool) -> float:
     """ms per step of the dense loss + backward + Adam for n_seeds seeds."""
     model = ConnectivityGNN(ModelConfig(), 100, list(range(n_seeds))).to(device)
-    optimizer = make_optimizer(model, TrainingConfig())
+    optimizer = make_optimizer(
+        model, Hyper.of([TrainingConfig()] * n_seeds, torch.float32, device)
+    )
     loss_fn = torch.compile(loss_terms, dynamic=False) if compiled else loss_terms
     idx = torch.randint(0, 9990, (n_seeds, BATCH), device=device)
     u = data.activity[torch.zeros_like(idx[:, :1]), idx]  # (K, B, N)
@@ -44,7 +46,7 @@ def time_dense(data, device, n_seeds: int, steps: int, compiled: bool) -> float:
 
     def step() -> None:
         loss, _ = loss_fn(model, u=u, y=y, delta=delta, coeff_w_l1=5e-6, coeff_edge_diff=100.0)
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.sum().backward()
         optimizer.step()
 
@@ -55,7 +57,7 @@ def time_per_edge(data, device, steps: int) -> float:
     """ms per step with psi* evaluated on every edge (torch_geometric MessagePassing)."""
     model = ConnectivityGNN(ModelConfig(), 100, [0]).to(device)
     reference = PerEdgeGNN(model, 0)
-    optimizer = make_optimizer(model, TrainingConfig())
+    optimizer = make_optimizer(model, Hyper.of([TrainingConfig()], torch.float32, device))
     idx = torch.randint(0, 9990, (BATCH,), device=device)
     u, y = data.activity[0, idx], data.derivative[0, idx]  # (B, N)
     delta = data.delta[0]
@@ -65,7 +67,7 @@ def time_per_edge(data, device, steps: int) -> float:
         shifted = model.psi_values(torch.cat([u, u + delta])[None])[0]  # (2B, N)
         edge = torch.relu(shifted[:BATCH] - shifted[BATCH:]).norm(dim=1).sum()
         loss = (pred - y).norm() + 5e-6 * model.w.abs().sum() + 100.0 * edge
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 

@@ -84,7 +84,7 @@ class PopulationAdam:
     dimension is the member, with one learning rate per member and parameter: (K,) tensors.
 
     The step count is a device tensor, so a step reads nothing back from the device; `reset`
-    zeroes the state in place (a fresh Adam, same tensors).
+    zeroes the state in place (a fresh Adam, same tensors). Every parameter needs a .grad.
     """
 
     def __init__(self, params: Sequence[torch.Tensor], lrs: Sequence[torch.Tensor]) -> None:
@@ -102,17 +102,20 @@ class PopulationAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of every parameter from its .grad (None counts as zero)."""
+        """One Adam step of every parameter from its .grad, with foreach kernels."""
         beta1, beta2 = self.betas
         self.step_count += 1
-        correction1 = 1 - beta1**self.step_count
         correction2_sqrt = (1 - beta2**self.step_count).sqrt()
-        for p, lr, m, v in zip(self.params, self.lrs, self.exp_avg, self.exp_avg_sq):
-            grad = torch.zeros_like(p) if p.grad is None else p.grad
-            m.lerp_(grad, 1 - beta1)
-            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v.sqrt() / correction2_sqrt).add_(self.eps)
-            p.add_(m / denom * (-lr / correction1))
+        grads = [p.grad for p in self.params]
+        torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(self.exp_avg_sq, beta2)
+        torch._foreach_addcmul_(self.exp_avg_sq, grads, grads, 1 - beta2)
+        denom = torch._foreach_sqrt(self.exp_avg_sq)
+        torch._foreach_div_(denom, correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        updates = torch._foreach_div(self.exp_avg, denom)
+        torch._foreach_mul_(updates, torch._foreach_div(self.lrs, beta1**self.step_count - 1))
+        torch._foreach_add_(self.params, updates)
 
     def zero_grad(self) -> None:
         for p in self.params:
