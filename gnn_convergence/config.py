@@ -10,6 +10,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of training.compile_mode
+
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the key and what is allowed."""
@@ -70,6 +72,7 @@ class TrainingConfig:
     data_seeds: list[int] | None = None
     log_interval: int = 500
     compile: bool = False
+    compile_mode: str = "default"  # default | reduce-overhead (CUDA graphs on a GPU)
 
 
 @dataclass
@@ -136,6 +139,12 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
         ("training.seeds", tr.seeds, len(tr.seeds) >= 1, "a non-empty list of integers"),
         ("training.seeds", tr.seeds, len(set(tr.seeds)) == len(tr.seeds), "distinct seeds"),
         ("training.log_interval", tr.log_interval, tr.log_interval >= 1, "an integer >= 1"),
+        (
+            "training.compile_mode",
+            tr.compile_mode,
+            tr.compile_mode in COMPILE_MODES,
+            " or ".join(COMPILE_MODES),
+        ),
         ("threads", cfg.threads, cfg.threads >= 0, "an integer >= 0 (0: torch's default)"),
         (
             "device",

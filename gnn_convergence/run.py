@@ -144,6 +144,7 @@ def population_key(cfg: RunConfig) -> Hashable:
         steps_per_epoch(tr, sim),
         tr.log_interval,
         tr.compile,
+        tr.compile_mode,
         cfg.device,
         cfg.threads,
     )

@@ -212,7 +212,7 @@ def train(
         _distinct(hyper.lr_w),
         _distinct(hyper.lr),
     )
-    loss_fn = _compiled_loss() if cfg.compile else loss_terms
+    loss_fn = _compiled_loss(cfg.compile_mode) if cfg.compile else loss_terms
     if cfg.compile:  # the first step compiles: about 10-20 s on a CPU
         log.info("compiling the loss with torch.compile (first step)")
     alive = torch.ones(k, dtype=torch.bool, device=device)
@@ -290,12 +290,12 @@ def _distinct(values: torch.Tensor) -> str:
     return ", ".join(f"{v:g}" for v in sorted(set(values.tolist())))
 
 
-def _compiled_loss():
+def _compiled_loss(mode: str):
     """loss_terms compiled afresh: every run builds a new model, which would fail the guards of
     the previous run's graph and, after a few trials in one process, exhaust the recompile
     limit and silently fall back to eager."""
     torch.compiler.reset()
-    return torch.compile(loss_terms, dynamic=False)
+    return torch.compile(loss_terms, dynamic=False, mode=mode)
 
 
 def _report(bar: tqdm, step: int, loss: list[float], r2: list[float]) -> None:

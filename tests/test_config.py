@@ -61,6 +61,7 @@ def test_batch_size_scales_the_step_count_like_the_reference(make_config):
         ("device=cuda:7", "device='cuda:7' is invalid", "auto"),  # no machine here has 8 GPUs
         ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
         ("threads=-1", "threads", ">= 0"),
+        ("training.compile_mode=max", "training.compile_mode", "default or reduce-overhead"),
     ],
 )
 def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_config):
