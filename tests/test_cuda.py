@@ -1,0 +1,73 @@
+"""The CUDA path: a run on the GPU equals the same run on the CPU to float32 tolerance, eager,
+compiled and with CUDA graphs; a mixed population on the GPU equals its members alone.
+Skipped where no CUDA device is present (benchmarks/gpu_check.sh runs them on a GPU)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from gnn_convergence.run import train_population
+from gnn_convergence.trainer import PopulationAdam
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+]
+TOLERANCE = 1e-3  # connectivity_R2 at convergence: CPU and GPU kernels round apart
+
+
+def _on(cfg, device: str, **training):
+    """The tiny pair (3,000 steps, converging) on `device`, with training changes."""
+    return dataclasses.replace(
+        cfg, device=device, training=dataclasses.replace(cfg.training, **training)
+    )
+
+
+def _r2(cfg) -> list[float]:
+    return [s.connectivity_R2 for s in train_population([cfg])[0].result.seeds]
+
+
+@pytest.mark.parametrize(
+    "training",
+    [
+        {},
+        {"compile": True},
+        {"compile": True, "compile_mode": "reduce-overhead"},
+    ],
+    ids=["eager", "compiled", "cuda-graphs"],
+)
+def test_a_cuda_run_equals_the_cpu_run(tiny_config, training):
+    on_cpu = _r2(_on(tiny_config, "cpu"))
+    on_gpu = _r2(_on(tiny_config, "cuda", **training))
+    assert on_gpu == pytest.approx(on_cpu, abs=TOLERANCE)
+
+
+def test_a_mixed_population_on_cuda_equals_its_members_alone(tiny_config):
+    runs = [
+        _on(tiny_config, "cuda", seeds=[0, 1]),
+        _on(tiny_config, "cuda", seeds=[2], learning_rate_W_start=2e-2, coeff_W_L1=1e-5),
+    ]
+    members = train_population(runs)
+    for cfg, member in zip(runs, members):
+        alone = [s.connectivity_R2 for s in member.result.seeds]
+        assert _r2(cfg) == pytest.approx(alone, abs=TOLERANCE)
+        assert member.result.device.startswith("cuda")
+
+
+def test_population_adam_steps_alike_on_cpu_and_cuda():
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(4, 5, 6, generator=generator)
+    grad = torch.randn(4, 5, 6, generator=generator)
+    lr = torch.tensor([1e-3, 2e-3, 5e-3, 1e-2])
+    ends = []
+    for device in ("cpu", "cuda"):
+        p = start.clone().to(device).requires_grad_()
+        adam = PopulationAdam([p], [lr.to(device)])
+        for _ in range(3):
+            p.grad = grad.to(device)
+            adam.step()
+        ends.append(p.detach().cpu())
+    torch.testing.assert_close(ends[0], ends[1], atol=1e-6, rtol=1e-5)
