@@ -598,3 +598,26 @@ def test_a_batch_proposes_distinct_configs_and_replays_identically() -> None:
     again = batch_study(8, 3)
     assert [decision(t) for t in again.trials] == [decision(t) for t in trials]
     assert [t.user_attrs for t in again.trials] == [t.user_attrs for t in trials]
+
+
+def test_a_batch_holds_the_incumbents_neighbours_then_the_validations_due() -> None:
+    """Asked four at a time from a converging start: the start and three one-step neighbours
+    on its panel, then a validation of each of the four (fresh data), no config twice."""
+    study = optuna.create_study(
+        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
+    )
+    world = World()
+    for _ in range(2):
+        trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(4)]
+        for trial in trials:
+            study.tell(trial, world(trial))
+    first, second = study.trials[:4], study.trials[4:]
+    assert [decision(t)[0] for t in first] == ["start", "move", "move", "move"]
+    for trial in first[1:]:
+        config = decision(trial)[1]
+        assert sum(a != b for a, b in zip(config, INSIDE_CONFIG)) == 1
+        assert trial.user_attrs["data_seeds"] == first[0].user_attrs["data_seeds"]
+    assert [decision(t)[0] for t in second] == ["validate"] * 4
+    assert {decision(t)[1] for t in second} == {decision(t)[1] for t in first}
+    panel = set(first[0].user_attrs["data_seeds"])
+    assert all(panel.isdisjoint(t.user_attrs["data_seeds"]) for t in second)
