@@ -11,7 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gnn_convergence.config import register_configs, to_run_config
-from gnn_convergence.run import run
+from gnn_convergence.run import Member, train_population
 
 register_configs()
 
@@ -19,9 +19,13 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> dict[str, Any]:
     """Validate the config, run it in Hydra's output folder, return the objective dict."""
-    run_cfg = to_run_config(cfg)
+    return write_job(train_population([to_run_config(cfg)])[0])
+
+
+def write_job(member: Member) -> dict[str, Any]:
+    """Write a trained run into this job's output folder; return the objective dict."""
     hydra_cfg = HydraConfig.get()
-    return run(run_cfg, hydra_cfg.runtime.output_dir, plotly_dir(hydra_cfg)).to_dict()
+    return member.write(hydra_cfg.runtime.output_dir, plotly_dir(hydra_cfg)).to_dict()
 
 
 def plotly_dir(hydra_cfg: DictConfig) -> Path | None:

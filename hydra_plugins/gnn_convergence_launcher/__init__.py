@@ -1,0 +1,1 @@
+"""Hydra plugins of gnn_convergence: the population launcher (`hydra/launcher=population`)."""
