@@ -83,26 +83,62 @@ class PopulationAdam:
     """torch.optim.Adam's update (betas 0.9, 0.999, eps 1e-8) for parameters whose leading
     dimension is the member, with one learning rate per member and parameter: (K,) tensors.
 
-    The step count is a device tensor, so a step reads nothing back from the device; `reset`
-    zeroes the state in place (a fresh Adam, same tensors). Every parameter needs a .grad.
+    On a CPU, consecutive members with the same learning rates (the seeds of one run) form a
+    block, and each block steps in one call of torch's fused Adam kernel per learning rate, on
+    views of the stacked tensors: one pass over memory, as a run's Adam makes. Elsewhere (a GPU)
+    a step is a dozen foreach kernels with the learning rates as tensors, whatever the number
+    of blocks, reading nothing back from the device. `reset` zeroes moments and step counts in
+    place: a fresh Adam on the same tensors.
     """
 
-    def __init__(self, params: Sequence[torch.Tensor], lrs: Sequence[torch.Tensor]) -> None:
+    betas, eps = (0.9, 0.999), 1e-8
+
+    def __init__(
+        self,
+        params: Sequence[torch.Tensor],
+        lrs: Sequence[torch.Tensor],
+        fused: bool | None = None,
+    ) -> None:
         self.params = list(params)
-        self.lrs = [lr.view(-1, *[1] * (p.dim() - 1)) for p, lr in zip(self.params, lrs)]
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-        self.step_count = torch.zeros((), dtype=self.params[0].dtype, device=self.params[0].device)
-        self.betas, self.eps = (0.9, 0.999), 1e-8
+        self.fused = self.params[0].device.type == "cpu" if fused is None else fused
+        self.lrs = [lr.view(-1, *[1] * (p.dim() - 1)) for p, lr in zip(self.params, lrs)]
+        self.step_count = torch.zeros_like(lrs[0][0])
+        self.calls = _fused_calls(lrs) if self.fused else []
+        self.steps = [[torch.zeros_like(lrs[0][0]) for _ in i] for _, i, _ in self.calls]
+        self.counts = [self.step_count, *(c for steps in self.steps for c in steps)]
 
     def reset(self) -> None:
-        """Zero moments and step count: the next step is a fresh Adam's first."""
-        for state in (*self.exp_avg, *self.exp_avg_sq, self.step_count):
-            state.zero_()
+        """Zero moments and step counts: the next step is a fresh Adam's first."""
+        torch._foreach_zero_([*self.exp_avg, *self.exp_avg_sq, *self.counts])
 
     @torch.no_grad()
     def step(self) -> None:
-        """One Adam step of every parameter from its .grad, with foreach kernels."""
+        """One Adam step of every parameter from its .grad."""
+        if self.fused:
+            self._fused_step()
+        else:
+            self._foreach_step()
+
+    def _fused_step(self) -> None:
+        beta1, beta2 = self.betas
+        torch._foreach_add_(self.counts, 1)
+        for (lr, index, block), steps in zip(self.calls, self.steps):
+            torch._fused_adam_(
+                *([t[i][block] for i in index] for t in self._state()),
+                [],
+                steps,
+                amsgrad=False,
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=self.eps,
+                maximize=False,
+            )
+
+    def _foreach_step(self) -> None:
         beta1, beta2 = self.betas
         self.step_count += 1
         correction2_sqrt = (1 - beta2**self.step_count).sqrt()
@@ -117,9 +153,26 @@ class PopulationAdam:
         torch._foreach_mul_(updates, torch._foreach_div(self.lrs, beta1**self.step_count - 1))
         torch._foreach_add_(self.params, updates)
 
+    def _state(self) -> tuple[list[torch.Tensor], ...]:
+        return self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+
+def _fused_calls(lrs: Sequence[torch.Tensor]) -> list[tuple[float, list[int], slice]]:
+    """(learning rate, parameter indices, member slice) of each fused call: blocks of
+    consecutive members with equal learning rates, one call per distinct rate in a block."""
+    rates = list(zip(*(lr.tolist() for lr in lrs)))  # member k: its rate of each parameter
+    calls, start = [], 0
+    for end in range(1, len(rates) + 1):
+        if end == len(rates) or rates[end] != rates[start]:
+            for lr in dict.fromkeys(rates[start]):
+                index = [i for i, rate in enumerate(rates[start]) if rate == lr]
+                calls.append((lr, index, slice(start, end)))
+            start = end
+    return calls
 
 
 def make_optimizer(model: ConnectivityGNN, hyper: Hyper) -> PopulationAdam:

@@ -16,7 +16,14 @@ from gnn_convergence.metrics import connectivity_r2
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
-from gnn_convergence.trainer import Hyper, edge_delta, frame_draws, loss_terms, train
+from gnn_convergence.trainer import (
+    Hyper,
+    PopulationAdam,
+    edge_delta,
+    frame_draws,
+    loss_terms,
+    train,
+)
 
 SIM = SimulationConfig(n_neurons=30, n_frames=1000, seed=7)
 TRAIN = TrainingConfig(
@@ -85,6 +92,30 @@ def test_every_member_of_a_mixed_population_ends_where_its_solo_run_ends(dataset
             torch.testing.assert_close(p_population[k], p_alone[0], atol=1e-10, rtol=1e-9)
         np.testing.assert_allclose(result.final_loss[k], alone_result.final_loss[0], rtol=1e-9)
     assert len(set(result.final_loss.round(6))) == len(configs)
+
+
+def test_population_adam_steps_alike_fused_by_blocks_and_with_foreach_kernels():
+    """The CPU path (fused calls per block of equal learning rates) and the GPU path (foreach
+    kernels, learning rates as tensors) give one update, also across a reset."""
+    generator = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 4, 3, generator=generator, dtype=torch.float64) for _ in range(2)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(4)]
+    lrs = [torch.tensor(r, dtype=torch.float64) for r in ([1e-2] * 3 + [2e-3] * 2, [1e-3] * 5)]
+    ends = []
+    for fused in (True, False):
+        params = [p.clone() for p in start]
+        adam = PopulationAdam(params, lrs, fused=fused)
+        for step, grad in enumerate(grads):
+            if step == 2:
+                adam.reset()
+            for p, g in zip(params, grad):
+                p.grad = g
+            adam.step()
+        ends.append(params)
+    assert len(PopulationAdam(start, lrs, fused=True).calls) == 4  # 2 blocks x 2 rates
+    for fused_end, foreach_end in zip(*ends):
+        torch.testing.assert_close(fused_end, foreach_end, atol=1e-14, rtol=1e-12)
+    assert not torch.allclose(ends[0][0], start[0])
 
 
 def _torch_adam(model, cfg):
