@@ -67,15 +67,15 @@ class Hyper:
     ) -> Hyper:
         """One member per config, in order."""
 
-        def column(key: str) -> torch.Tensor:
+        def column(key: str, dtype: torch.dtype) -> torch.Tensor:
             return torch.tensor([getattr(c, key) for c in configs], dtype=dtype, device=device)
 
-        return cls(
-            lr_w=column("learning_rate_W_start"),
-            lr=column("learning_rate_start"),
-            lr_embedding=column("learning_rate_embedding_start"),
-            coeff_w_l1=column("coeff_W_L1"),
-            coeff_edge_diff=column("coeff_edge_diff"),
+        return cls(  # learning rates as given (float64), coefficients in the model's dtype
+            lr_w=column("learning_rate_W_start", torch.float64),
+            lr=column("learning_rate_start", torch.float64),
+            lr_embedding=column("learning_rate_embedding_start", torch.float64),
+            coeff_w_l1=column("coeff_W_L1", dtype),
+            coeff_edge_diff=column("coeff_edge_diff", dtype),
         )
 
 
@@ -103,10 +103,11 @@ class PopulationAdam:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
         self.fused = self.params[0].device.type == "cpu" if fused is None else fused
-        self.lrs = [lr.view(-1, *[1] * (p.dim() - 1)) for p, lr in zip(self.params, lrs)]
-        self.step_count = torch.zeros_like(lrs[0][0])
+        self.lrs = [lr.to(p.dtype).view(-1, *[1] * (p.dim() - 1)) for p, lr in zip(params, lrs)]
+        device = self.params[0].device
+        self.step_count = torch.zeros((), dtype=torch.float64, device=device)
         self.calls = _fused_calls(lrs) if self.fused else []
-        self.steps = [[torch.zeros_like(lrs[0][0]) for _ in i] for _, i, _ in self.calls]
+        self.steps = [[torch.zeros((), device=device) for _ in i] for _, i, _ in self.calls]
         self.counts = [self.step_count, *(c for steps in self.steps for c in steps)]
 
     def reset(self) -> None:
