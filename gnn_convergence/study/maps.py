@@ -210,7 +210,7 @@ def _thresholds(fig: go.Figure, thresholds: Thresholds) -> None:
         )  # fmt: skip
 
 
-def _segments(
+def segment_trace(
     name: str, segments: Sequence[tuple[Any, Any, Any, Any]], texts: Sequence[str] = (), **line
 ) -> go.Scatter:
     """One trace of separate segments (x0, y0, x1, y1), hover text per segment if given."""
@@ -286,7 +286,7 @@ def slice_figure(
     segments = [(mid, Y_FLOOR, mid, 1.0) for mid, _, _ in marks]
     texts = [text for _, text, _ in marks]
     fig.add_trace(
-        _segments("probe boundary", segments, texts, color="#616161", width=3, dash="dot")
+        segment_trace("probe boundary", segments, texts, color="#616161", width=3, dash="dot")
     )
     _thresholds(fig, thresholds)
     _legend(fig, running=running.any())
@@ -419,7 +419,7 @@ def _pair_boundaries(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
             lo, hi = (_axis_value(other, u + d * _step(other)) for d in (-0.4, 0.4))
             segments.append((mid, lo, mid, hi) if along is x else (lo, mid, hi, mid))
             texts.append(text)
-    return _segments("probe boundary", segments, texts, color="#616161", width=4)
+    return segment_trace("probe boundary", segments, texts, color="#616161", width=4)
 
 
 def walk_figure(
@@ -434,7 +434,7 @@ def walk_figure(
         for number, parent in zip(rows["number"], rows["parent"])
         if not _missing(parent) and int(parent) in y_of
     ]
-    fig = go.Figure(_segments("from parent", links, color="#bdbdbd", width=1))
+    fig = go.Figure(segment_trace("from parent", links, color="#bdbdbd", width=1))
     roles = rows["role"].fillna("no role")
     for role in dict.fromkeys([*ROLE_SYMBOLS, *roles]):
         part = rows[roles == role]
@@ -451,7 +451,7 @@ def walk_figure(
             )
         )  # fmt: skip
     starts = [(w.first - 0.5, Y_FLOOR, w.first - 0.5, 1.0) for w in state.walks]
-    fig.add_trace(_segments("walk start", starts, color="#757575", dash="dot", width=1))
+    fig.add_trace(segment_trace("walk start", starts, color="#757575", dash="dot", width=1))
     _thresholds(fig, thresholds)
     _legend(fig, running=(rows["state"] == "RUNNING").any())
     fig.update_layout(

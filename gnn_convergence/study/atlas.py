@@ -1,0 +1,296 @@
+"""The atlas: the ground truth a study's map is judged against.
+
+A full lr_W x lr grid (other parameters at their start values), run by Hydra's basic sweeper
+with the same fresh datasets in every cell (``conf/sweeps/atlas.yaml``), read back into a table
+of cells and drawn as a heat map of the convergence rate per cell; a named study's trials, walk,
+robust configs and boundaries are drawn over it.
+
+Usage::
+
+    python -m gnn_convergence.train -m sweeps=atlas
+    python -m gnn_convergence.study.atlas GRID_FOLDER [--study NAME --storage URL] [--out FILE]
+
+A job folder of the grid (``GRID_FOLDER/<n>/``) holds ``.hydra/config.yaml`` (its cell) and, once
+its job has finished, ``metrics.json`` (one record per run). A job without metrics.json (it
+raised, was killed or still runs) is a failed job of its cell and adds no run. Writes
+``atlas.html`` and ``atlas.csv`` (the cell table) into the grid folder, or the page at ``--out``
+and the table beside it, and prints the page's path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from omegaconf import OmegaConf
+from optuna.distributions import FloatDistribution
+
+from gnn_convergence.artifacts import METRICS_JSON
+from gnn_convergence.figures import write_plotlyjs
+from gnn_convergence.files import write_atomic
+from gnn_convergence.outcome import CONVERGED, Thresholds, classify
+from gnn_convergence.study import maps
+from gnn_convergence.study.pages import (
+    load_study,
+    page,
+    study_params,
+    study_rule,
+    study_thresholds,
+)
+from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ProtocolState, protocol_state
+from gnn_convergence.study.records import trials_frame
+from gnn_convergence.study.space import Param, value_text
+from gnn_convergence.study.vocabulary import finite, number_text
+
+X_KEY = "training.learning_rate_W_start"
+Y_KEY = "training.learning_rate_start"
+ATLAS_HTML = "atlas.html"
+COLUMNS = ("lr_W", "lr", "runs", "converged", "rate", "mean_R2", "failed_jobs")
+COLORSCALE = "Blues"  # white at rate 0, dark blue at 1: the study's class colours stay legible
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of the grid: folder, cell (lr_W, lr), and per run its connectivity_R2 (None:
+    diverged) and dataset; ``values`` is None for a job without metrics.json."""
+
+    folder: Path
+    cell: tuple[float, float]
+    values: tuple[float | None, ...] | None
+    data_seeds: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyMap:
+    """A sweeper study as drawn over the atlas: its trial table, protocol state, thresholds and
+    its lr_W and lr parameters."""
+
+    name: str
+    frame: pd.DataFrame
+    state: ProtocolState
+    thresholds: Thresholds
+    x: Param
+    y: Param
+
+
+def read_jobs(grid: str | Path) -> list[Job]:
+    """Every job folder directly under ``grid`` (one holding .hydra/config.yaml), in job order.
+
+    Raises:
+        ValueError: When there is none.
+    """
+    configs = sorted(Path(grid).glob("*/.hydra/config.yaml"), key=_job_order)
+    if not configs:
+        raise ValueError(f"no job folders (<n>/.hydra/config.yaml) in {grid}")
+    return [_job(path.parent.parent) for path in configs]
+
+
+def _job_order(config: Path) -> tuple[int, int, str]:
+    name = config.parent.parent.name
+    return (0, int(name), "") if name.isdigit() else (1, 0, name)
+
+
+def _job(folder: Path) -> Job:
+    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+    x, y = (OmegaConf.select(cfg, key) for key in (X_KEY, Y_KEY))
+    if x is None or y is None:
+        raise ValueError(f"{folder}: its config sets no {X_KEY} or {Y_KEY}")
+    cell = (float(x), float(y))
+    metrics = folder / METRICS_JSON
+    if not metrics.is_file():
+        return Job(folder, cell, None)
+    runs = json.loads(metrics.read_text())["seeds"]
+    values = tuple(finite(r.get("connectivity_R2")) for r in runs)
+    return Job(folder, cell, values, tuple(int(r["data_seed"]) for r in runs))
+
+
+def cell_table(jobs: Iterable[Job], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+    """One row per cell, by lr_W then lr: runs, converged runs (connectivity_R2 above
+    ``thresholds.converged``), their share ``rate`` (NaN without runs), ``mean_R2`` over the
+    runs with a value, and ``failed_jobs`` (jobs without metrics.json)."""
+    cells: dict[tuple[float, float], list[Job]] = {}
+    for job in jobs:
+        cells.setdefault(job.cell, []).append(job)
+    rows = [_cell_row(cell, members, thresholds) for cell, members in sorted(cells.items())]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _cell_row(
+    cell: tuple[float, float], jobs: Sequence[Job], thresholds: Thresholds
+) -> dict[str, float]:
+    values = [v for job in jobs if job.values is not None for v in job.values]
+    finite_values = [v for v in values if v is not None]
+    converged = sum(classify(v, thresholds) == CONVERGED for v in values)
+    return {
+        "lr_W": cell[0],
+        "lr": cell[1],
+        "runs": len(values),
+        "converged": converged,
+        "rate": converged / len(values) if values else math.nan,
+        "mean_R2": float(np.mean(finite_values)) if finite_values else math.nan,
+        "failed_jobs": sum(job.values is None for job in jobs),
+    }
+
+
+def read_study(storage: str, name: str) -> StudyMap:
+    """A study written by the sweeper, with its own thresholds and robust rule.
+
+    Raises:
+        ValueError: For a missing storage or study, or a study that sweeps not both lr_W and lr.
+    """
+    study = load_study(storage, name)
+    params, thresholds, rule = study_params(study), study_thresholds(study), study_rule(study)
+    by_name = {p.name: p for p in params}
+    missing = [key for key in (X_KEY, Y_KEY) if key not in by_name]
+    if missing:
+        raise ValueError(f"study {name} does not sweep {', '.join(missing)}")
+    state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, rule)
+    frame = trials_frame(study, params, thresholds, rule)
+    return StudyMap(name, frame, state, thresholds, by_name[X_KEY], by_name[Y_KEY])
+
+
+def grid_param(key: str, values: Iterable[float]) -> Param:
+    """The log grid of the distinct values (what :func:`maps.axis` lays out)."""
+    grid = tuple(sorted({float(v) for v in values}))
+    return Param(key, grid, True, FloatDistribution(grid[0], grid[-1], log=True))
+
+
+def heatmap(table: pd.DataFrame, x: Param, y: Param) -> go.Heatmap:
+    """The rate of each cell (rows: y values, columns: x values; NaN where no run), with
+    ``converged/runs`` written in it and the mean connectivity_R2 on hover."""
+    cells = {(r.lr_W, r.lr): r for r in table.itertuples(index=False)}
+    rows = [[cells.get((a, b)) for a in x.values] for b in y.values]
+    return go.Heatmap(
+        x=list(x.values), y=list(y.values), name="atlas", zmin=0, zmax=1,
+        z=[[math.nan if c is None else c.rate for c in row] for row in rows],
+        text=[[_cell_text(c) for c in row] for row in rows], texttemplate="%{text}",
+        textfont={"size": 14}, hoverinfo="text",
+        hovertext=[[_cell_hover(c) for c in row] for row in rows],
+        colorscale=COLORSCALE, colorbar={"title": {"text": "convergence rate", "side": "right"},
+                                         "thickness": 15},
+    )  # fmt: skip
+
+
+def _cell_text(cell: tuple | None) -> str:
+    if cell is None:
+        return ""
+    failed = f"<br>{cell.failed_jobs} failed job(s)" if cell.failed_jobs else ""
+    return f"{cell.converged}/{cell.runs}{failed}"
+
+
+def _cell_hover(cell: tuple | None) -> str:
+    if cell is None:
+        return "not in the grid"
+    return (
+        f"atlas cell lr_W={value_text(cell.lr_W)}, lr={value_text(cell.lr)}: {cell.converged} of "
+        f"{cell.runs} runs converged, mean connectivity_R2 {number_text(cell.mean_R2)}"
+        + (f", {cell.failed_jobs} failed job(s)" if cell.failed_jobs else "")
+    )
+
+
+def walk_trace(study: StudyMap) -> go.Scatter:
+    """A line from each trial's parent config to its config, where they differ in lr_W or lr."""
+    state, x, y = study.state, study.x.name, study.y.name
+    links, texts = [], []
+    for visit in state.visits:
+        parent = state.config_of(visit.parent)
+        if parent is None:
+            continue
+        a, b = state.values(parent), state.values(visit.config)
+        if (a[x], a[y]) != (b[x], b[y]):
+            links.append((a[x], a[y], b[x], b[y]))
+            texts.append(f"trial {visit.number} ({visit.role}) from trial {visit.parent}")
+    return maps.segment_trace("walk (trial from parent)", links, texts, color="#424242", width=2)
+
+
+def atlas_figure(
+    table: pd.DataFrame, thresholds: Thresholds = DEFAULT_THRESHOLDS, study: StudyMap | None = None
+) -> go.Figure:
+    """The heat map on log axes at the grid values; with a study, its lr_W x lr map
+    (:func:`maps.pair_figure`: trials, robust configs, probe and estimated boundaries) and its
+    walk over it, trials at any value of the other parameters."""
+    x, y = grid_param(X_KEY, table["lr_W"]), grid_param(Y_KEY, table["lr"])
+    title = f"Atlas: converged runs per cell (connectivity_R2 > {thresholds.converged:g})"
+    if study is None:
+        fig = go.Figure(heatmap(table, x, y))
+        fig.update_layout(height=650)
+    else:
+        pair = maps.pair_figure(study.frame, study.state, study.x, study.y, study.thresholds)
+        fig = go.Figure([heatmap(table, x, y), walk_trace(study), *pair.data], pair.layout)
+        fig.update_layout(legend={"x": 1.12})
+        title += f", study {study.name} over it (trials at any value of the other parameters)"
+    fig.update_layout(title=title, xaxis=maps.axis(x), yaxis=maps.axis(y))
+    return fig
+
+
+def write_atlas(
+    grid: str | Path, out: str | Path | None = None, study: StudyMap | None = None
+) -> Path:
+    """Write the atlas page (default ``grid/atlas.html``) and the cell table beside it (same
+    name, ``.csv``); the study's thresholds count converged runs when a study is given. Returns
+    the page's path."""
+    grid = Path(grid)
+    out = Path(out) if out is not None else grid / ATLAS_HTML
+    thresholds = study.thresholds if study is not None else DEFAULT_THRESHOLDS
+    jobs = read_jobs(grid)
+    table = cell_table(jobs, thresholds)
+    write_atomic(out.with_suffix(".csv"), table.to_csv(index=False))
+    write_plotlyjs(out.parent)
+    figure = atlas_figure(table, thresholds, study)
+    write_atomic(out, page(f"Atlas of {grid.name}", [figure], _summary_html(jobs, table, out)))
+    return out
+
+
+def _summary_html(jobs: Sequence[Job], table: pd.DataFrame, out: Path) -> str:
+    failed = [j for j in jobs if j.values is None]
+    listed = "".join(
+        f"; {j.folder.name} (lr_W={value_text(j.cell[0])}, lr={value_text(j.cell[1])})"
+        for j in failed
+    )
+    datasets = ", ".join(map(str, sorted({d for j in jobs for d in j.data_seeds}))) or "none"
+    text = (
+        f"{len(jobs)} jobs in {len(table)} cells, {int(table['runs'].sum())} runs, "
+        f"{int(table['converged'].sum())} converged; datasets (simulation seeds): {datasets}. "
+        f"Failed jobs (no {METRICS_JSON}): {len(failed)}{listed}."
+    )
+    csv = out.with_suffix(".csv").name
+    cells = table.to_html(index=False, na_rep="-", float_format="{:.4g}".format)
+    return f'<p>{escape(text)} Cell table: <a href="{csv}">{csv}</a>.</p>\n{cells}'
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: write the atlas page and table of a grid folder."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gnn_convergence.study.atlas",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("grid", type=Path, help="the grid's sweep folder (hydra.sweep.dir)")
+    parser.add_argument("--study", help="name of a study to draw over the atlas")
+    parser.add_argument(
+        "--storage", help="the study's storage URL, e.g. sqlite:///outputs/studies.db"
+    )
+    parser.add_argument("--out", type=Path, help=f"page to write (default: GRID/{ATLAS_HTML})")
+    args = parser.parse_args(argv)
+    if (args.study is None) != (args.storage is None):
+        parser.error("--study and --storage go together")
+    try:
+        study = read_study(args.storage, args.study) if args.study else None
+        print(write_atlas(args.grid, args.out, study))
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

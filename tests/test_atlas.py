@@ -1,0 +1,144 @@
+"""The atlas on a real 2x2 grid of the tiny pair, run by Hydra's basic sweeper (sweeps=atlas)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.atlas import (
+    X_KEY,
+    Y_KEY,
+    Job,
+    atlas_figure,
+    cell_table,
+    main,
+    read_jobs,
+    read_study,
+)
+from gnn_convergence.study.demo import demo_study
+
+LR_W, LR = (3e-3, 1e-1), (5e-4, 5e-2)
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A 2x2 atlas of the tiny pair, 500 steps and 2 runs a cell (about 15 s on 2 cores)."""
+    root = tmp_path_factory.mktemp("atlas")
+    command = [
+        sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=atlas",
+        f"hydra.sweep.dir={root}/grid", f"paths.cache_dir={root}/cache",
+        "training.data_augmentation_loop=1", "training.seeds=[0,1]",
+        "training.data_seeds=[1000,1002]",
+        f"training.learning_rate_W_start={LR_W[0]},{LR_W[1]}",
+        f"training.learning_rate_start={LR[0]},{LR[1]}",
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root / "grid"
+
+
+def metrics_values(folder):
+    runs = json.loads((folder / "metrics.json").read_text())["seeds"]
+    return [run["connectivity_R2"] for run in runs]
+
+
+def test_the_table_counts_every_run_of_every_cell(grid):
+    jobs = read_jobs(grid)
+    assert [j.folder.name for j in jobs] == ["0", "1", "2", "3"]
+    assert sorted(j.cell for j in jobs) == [(a, b) for a in LR_W for b in LR]
+    table = cell_table(jobs)
+    assert list(zip(table["lr_W"], table["lr"])) == [(a, b) for a in LR_W for b in LR]
+    for job, row in zip(sorted(jobs, key=lambda j: j.cell), table.itertuples()):
+        values = metrics_values(job.folder)
+        assert job.data_seeds == (1000, 1002)
+        assert (row.runs, row.failed_jobs) == (2, 0)
+        assert row.converged == sum(v > 0.9 for v in values)
+        assert row.rate == row.converged / 2
+        assert row.mean_R2 == pytest.approx(np.mean(values))
+
+
+def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
+    table = cell_table(read_jobs(grid))
+    heat = atlas_figure(table).data[0]
+    assert heat.type == "heatmap"
+    assert list(heat.x) == list(LR_W) and list(heat.y) == list(LR)
+    rates = table.pivot(index="lr", columns="lr_W", values="rate")
+    assert np.array(heat.z).tolist() == rates.to_numpy().tolist()
+    counts = [[f"{c}/{n}" for c, n in zip(r["converged"], r["runs"])] for _, r in
+              table.groupby("lr", sort=True)]  # fmt: skip
+    assert np.array(heat.text).tolist() == counts
+
+
+def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table(
+    grid, tmp_path, capsys
+):
+    copy = tmp_path / "grid"
+    shutil.copytree(grid, copy)
+    (copy / "2" / "metrics.json").unlink()
+    lost = read_jobs(copy)[2].cell
+    assert main([str(copy)]) == 0
+    assert capsys.readouterr().out.strip() == str(copy / "atlas.html")
+    table = pd.read_csv(copy / "atlas.csv")
+    row = table[(table["lr_W"] == lost[0]) & (table["lr"] == lost[1])].iloc[0]
+    assert (row["runs"], row["converged"], row["failed_jobs"]) == (0, 0, 1)
+    assert math.isnan(row["rate"])
+    assert table["runs"].sum() == 6 and table["failed_jobs"].sum() == 1
+    page = (copy / "atlas.html").read_text()
+    assert "Failed jobs (no metrics.json): 1; 2 (lr_W=" in page
+    assert '<script src="plotly.min.js">' in page and (copy / "plotly.min.js").is_file()
+    heat = atlas_figure(table).data[0]
+    assert sum(math.isnan(z) for row in heat.z for z in row) == 1
+    assert "0/0<br>1 failed job(s)" in np.array(heat.text).ravel()
+
+
+def test_runs_without_a_value_count_as_runs_that_did_not_converge(tmp_path):
+    jobs = [Job(tmp_path, (1e-2, 1e-3), (0.95, None, 0.5)), Job(tmp_path, (1e-2, 1e-3), None)]
+    row = cell_table(jobs, Thresholds(converged=0.4)).iloc[0]
+    assert (row["runs"], row["converged"], row["failed_jobs"]) == (3, 2, 1)
+    assert row["mean_R2"] == pytest.approx(0.725)
+
+
+def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path}/studies.db"
+    study, _ = demo_study(storage, n_trials=20)  # a move, validations, then probes
+    out = tmp_path / "pages" / "with_study.html"
+    assert main([str(grid), "--study", "demo", "--storage", storage, "--out", str(out)]) == 0
+    for name in ("with_study.html", "with_study.csv", "plotly.min.js"):
+        assert (tmp_path / "pages" / name).is_file()
+    view = read_study(storage, "demo")
+    fig = atlas_figure(cell_table(read_jobs(grid)), view.thresholds, view)
+    assert fig.data[0].type == "heatmap"
+    traces = {t.name: t for t in fig.data}
+    trials = study.get_trials()
+    plane = [[t.params[k] for k in (X_KEY, Y_KEY)] for t in trials]
+    links = {
+        (*plane[t.user_attrs["parent"]], *plane[t.number]) for t in trials
+        if t.user_attrs["parent"] is not None and plane[t.user_attrs["parent"]] != plane[t.number]
+    }  # fmt: skip
+    walk = traces["walk (trial from parent)"]
+    drawn = {(*walk.x[i : i + 2], *walk.y[i : i + 2]) for i in range(0, len(walk.x), 3)}
+    assert len(links) > 1 and drawn == {(a, c, b, d) for a, b, c, d in links}
+    robust = [view.state.values(c) for c in view.state.robust_configs()]
+    assert len(robust) == 1
+    assert list(traces["robust config"].x) == pytest.approx([r[X_KEY] for r in robust])
+    assert len(traces["trial (colour: class)"].x) == len(trials)
+    assert len(traces["probe boundary"].x) > 0
+
+
+def test_the_cli_names_what_is_missing(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert "no job folders" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--study", "demo"])
+    assert main([str(tmp_path), "--study", "x", "--storage", f"sqlite:///{tmp_path}/no.db"]) == 2
+    assert "no SQLite file" in capsys.readouterr().err
