@@ -109,6 +109,10 @@ class PopulationAdam:
         self.calls = _fused_calls(lrs) if self.fused else []
         self.steps = [[torch.zeros((), device=device) for _ in i] for _, i, _ in self.calls]
         self.counts = [self.step_count, *(c for steps in self.steps for c in steps)]
+        self.views = [  # each call's parameters and moments, made once
+            [[t[i][block] for i in index] for t in (self.params, self.exp_avg, self.exp_avg_sq)]
+            for _, index, block in self.calls
+        ]
 
     def reset(self) -> None:
         """Zero moments and step counts: the next step is a fresh Adam's first."""
@@ -125,9 +129,14 @@ class PopulationAdam:
     def _fused_step(self) -> None:
         beta1, beta2 = self.betas
         torch._foreach_add_(self.counts, 1)
-        for (lr, index, block), steps in zip(self.calls, self.steps):
+        for (lr, index, block), steps, (params, exp_avg, exp_avg_sq) in zip(
+            self.calls, self.steps, self.views
+        ):
             torch._fused_adam_(
-                *([t[i][block] for i in index] for t in self._state()),
+                params,
+                [self.params[i].grad[block] for i in index],
+                exp_avg,
+                exp_avg_sq,
                 [],
                 steps,
                 amsgrad=False,
@@ -153,9 +162,6 @@ class PopulationAdam:
         updates = torch._foreach_div(self.exp_avg, denom)
         torch._foreach_mul_(updates, torch._foreach_div(self.lrs, beta1**self.step_count - 1))
         torch._foreach_add_(self.params, updates)
-
-    def _state(self) -> tuple[list[torch.Tensor], ...]:
-        return self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq
 
     def zero_grad(self) -> None:
         for p in self.params:
