@@ -4,7 +4,10 @@ For K = 1, 3, 24, 96, 384 members (N = 100, batch 8, the default model), times t
 training loop (`trainer.train`: frame gather, loss, backward, Adam, bookkeeping) in three
 settings, eager and compiled:
 
-- `mixed`: every member its own learning rates and loss coefficients (a population);
+- `mixed`: runs of 3 members (3 seeds, as the population launcher's jobs), each run its own
+  learning rates and loss coefficients (a population);
+- `distinct`: every member its own learning rates and loss coefficients (the worst case for the
+  CPU's Adam, one fused call per member and learning rate);
 - `uniform`: every member the default training config (K seeds of one config);
 - `before`: K seeds of one config with the trainer of commit f98f92a (torch's fused Adam, one
   learning rate per parameter group), loaded from git: what a run cost before populations.
@@ -58,18 +61,20 @@ def before_trainer():
     return module
 
 
-def mixed_configs(k: int, base: TrainingConfig) -> list[TrainingConfig]:
-    """k configs with learning rates and coefficients drawn from the default study's grids."""
+def mixed_configs(k: int, base: TrainingConfig, run: int) -> list[TrainingConfig]:
+    """k member configs, `run` consecutive members sharing learning rates and coefficients
+    drawn from the default study's grids."""
     rng = np.random.default_rng(k)
-    return [
+    configs = [
         dataclasses.replace(
             base,
             learning_rate_W_start=float(rng.choice([1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2])),
             learning_rate_start=float(rng.choice([1e-4, 2e-4, 5e-4, 1e-3])),
             coeff_W_L1=float(rng.choice([0.0, 1e-6, 5e-6, 1e-5, 1e-4])),
         )
-        for _ in range(k)
+        for _ in range(0, k, run)
     ]
+    return [configs[i // run] for i in range(k)]
 
 
 def seconds(setting: str, k: int, steps: int, compiled: bool, data, device, before) -> float:
@@ -78,7 +83,8 @@ def seconds(setting: str, k: int, steps: int, compiled: bool, data, device, befo
     model = ConnectivityGNN(ModelConfig(), SIM.n_neurons, list(range(k))).to(device)
     if setting == "before":
         return before.train(model, data(k), cfg, steps).seconds
-    configs = mixed_configs(k, cfg) if setting == "mixed" else [cfg] * k
+    runs = {"mixed": 3, "distinct": 1}
+    configs = mixed_configs(k, cfg, runs[setting]) if setting in runs else [cfg] * k
     hyper = Hyper.of(configs, torch.float32, device)
     return train(model, data(k), cfg, steps, hyper=hyper).seconds
 
@@ -118,7 +124,7 @@ def main() -> None:
     print(f"{'mode':9}{'setting':9}{'K':>5}{'ms/step':>10}{'ms/member-step':>16}{'members/s':>11}")
     for compiled in (False, True):
         for k in args.sizes:
-            for setting in ("mixed", "uniform", "before"):
+            for setting in ("mixed", "distinct", "uniform", "before"):
                 start = time.perf_counter()
                 ms = 1000 * ms_per_step(setting, k, compiled, data, device, before, args.budget)
                 mode = "compiled" if compiled else "eager"
