@@ -5,6 +5,7 @@ Skipped where no CUDA device is present (benchmarks/gpu_check.sh runs them on a 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -71,3 +72,21 @@ def test_population_adam_steps_alike_on_cpu_and_cuda():
             adam.step()
         ends.append(p.detach().cpu())
     torch.testing.assert_close(ends[0], ends[1], atol=1e-6, rtol=1e-5)
+
+
+def test_the_training_loop_syncs_with_the_host_only_to_report(tiny_config):
+    """CUDA's sync debug mode warns at every host sync: their number does not grow with the
+    number of steps between two reports."""
+
+    def syncs(epochs: int) -> int:
+        cfg = _on(tiny_config, "cuda", n_epochs=epochs, log_interval=10_000)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train_population([cfg])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert syncs(1) == syncs(2)
