@@ -151,7 +151,9 @@ class PopulationAdam:
     def _foreach_step(self) -> None:
         beta1, beta2 = self.betas
         self.step_count += 1
-        correction2_sqrt = (1 - beta2**self.step_count).sqrt()
+        dtype = self.params[0].dtype  # the corrections in float64, applied in the params' dtype
+        correction2_sqrt = (1 - beta2**self.step_count).sqrt().to(dtype)
+        correction1 = (beta1**self.step_count - 1).to(dtype)  # negative: the update subtracts
         grads = [p.grad for p in self.params]
         torch._foreach_lerp_(self.exp_avg, grads, 1 - beta1)
         torch._foreach_mul_(self.exp_avg_sq, beta2)
@@ -160,7 +162,7 @@ class PopulationAdam:
         torch._foreach_div_(denom, correction2_sqrt)
         torch._foreach_add_(denom, self.eps)
         updates = torch._foreach_div(self.exp_avg, denom)
-        torch._foreach_mul_(updates, torch._foreach_div(self.lrs, beta1**self.step_count - 1))
+        torch._foreach_mul_(updates, torch._foreach_div(self.lrs, correction1))
         torch._foreach_add_(self.params, updates)
 
     def zero_grad(self) -> None:
@@ -284,7 +286,7 @@ def train(
     start = time.perf_counter()
     bar = tqdm(range(n_steps), disable=not progress, mininterval=1.0, desc="train")
     for step in bar:
-        # epoch boundary: Adam re-created (start learning rates, zero moments), parameters kept
+        # epoch boundary: a fresh Adam (start learning rates, zero moments), parameters kept
         if step > 0 and step % steps_per_epoch == 0:
             optimizer.reset()
             log.info(
