@@ -165,6 +165,20 @@ def test_failed_and_running_trials_are_drawn_at_zero(mixed: Demo) -> None:
     assert len(parallel.data[0].dimensions[0]["values"]) == len(mixed.frame) - 1
 
 
+def test_a_running_trial_without_params_yet_draws_on_no_map_axis() -> None:
+    """Another worker's trial between its ask and its sampler's decision has no params: every
+    study figure still draws, with that trial off the parameter axes."""
+    study, params = demo_study(n_trials=10)
+    study.ask()
+    demo = Demo(study, params)
+    figures = pages.study_figures(demo.frame, demo.state, maps.DEFAULT_THRESHOLDS)
+    assert sum(len(group) for group in figures.values()) > 0
+    pair = maps.pair_figure(demo.frame, demo.state, demo.param["lr_W"], demo.param["lr"])
+    trials = by_name(pair, "trial (colour: class)")
+    assert (trials.x[-1], trials.y[-1]) == (None, None)
+    assert all(v is not None for v in trials.y[:-1])
+
+
 def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(demo: Demo, tmp_path):
     path = pages.write_study(demo.study, demo.params, tmp_path)
     assert path == tmp_path / pages.REPORT_HTML

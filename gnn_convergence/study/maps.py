@@ -75,7 +75,10 @@ def _u(param: Param, value: Any) -> float | None:
     return x
 
 
-def _axis_value(param: Param, u: float) -> float:
+def _axis_value(param: Param, u: float | None) -> float | None:
+    """The axis value at position u; None (a trial without this parameter yet) stays None."""
+    if u is None:
+        return None
     return 10**u if _log(param) else u
 
 
@@ -110,7 +113,7 @@ def _spread(param: Param, us: Sequence[float | None], keys: Sequence[Any]) -> li
         for k, i in enumerate(members):
             if us[i] is not None and len(members) > 1:
                 out[i] = us[i] + SPREAD * _step(param) * (k / (len(members) - 1) - 0.5)
-    return [None if u is None else _axis_value(param, u) for u in out]
+    return [_axis_value(param, u) for u in out]
 
 
 def _missing(value: Any) -> bool:
