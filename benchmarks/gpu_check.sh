@@ -4,9 +4,10 @@
 # run with device=cuda (eager-compiled and with CUDA graphs) and a quick study with 8 trials at a
 # time through the population launcher.
 #   bash benchmarks/gpu_check.sh
-# Where the project is not installed (a bare GPU machine), run it from the repository root with
-# PYTHONPATH=. and the missing packages (hydra-core, omegaconf, optuna, plotly, ...) installed
-# from wheels first.
+# Where the project is not installed (a bare GPU machine with torch, numpy and pandas), run it
+# from the repository root with PYTHONPATH=. after installing, from wheels if it is offline:
+# hydra-core, omegaconf, antlr4-python3-runtime (4.9.3), optuna, alembic, sqlalchemy, greenlet,
+# colorlog, mako, plotly, narwhals, pyyaml, pytest, pluggy, iniconfig.
 set -u
 out=${OUT:-gpu_check}
 mkdir -p "$out"
