@@ -29,7 +29,11 @@ from gnn_convergence.study.space import fingerprint
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: rewrite the records, the figure pages and ``report.html``."""
-    parser = argparse.ArgumentParser(prog="python -m gnn_convergence.report", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gnn_convergence.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("storage", help="storage URL, e.g. sqlite:///outputs/studies.db")
     parser.add_argument("study_name")
     parser.add_argument("--out", type=Path, help="folder (default: the study's own folder)")

@@ -255,6 +255,13 @@ def test_report_command_on_a_study_with_failed_and_running_trials(tmp_path) -> N
     assert ",FAIL," in csv and ",RUNNING," in csv
 
 
+def test_report_help_keeps_the_usage_line(tmp_path) -> None:
+    proc = run_report("--help", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    usage = "    python -m gnn_convergence.report STORAGE_URL STUDY_NAME [--out DIR]\n"
+    assert usage in proc.stdout
+
+
 def test_report_command_names_a_missing_study_or_file(tmp_path) -> None:
     storage = sqlite_copy(demo_study(n_trials=2)[0], tmp_path)
     proc = run_report(storage, "other", cwd=tmp_path)
