@@ -29,8 +29,8 @@ import plotly.io as pio
 
 from gnn_convergence.study import pages
 from gnn_convergence.study.demo import demo_study
-from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.records import summary_tables, trials_frame
+from gnn_convergence.study.replay import protocol_state
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 if "get_ipython" not in globals():  # a plain script: show() must not open a browser
@@ -42,7 +42,7 @@ if storage and name:
     study = pages.load_study(storage, name)
     params = pages.study_params(study)
 else:
-    study, params = demo_study(n_trials=30)
+    study, params = demo_study(n_trials=36)
 thresholds, rule = pages.study_thresholds(study), pages.study_rule(study)
 state = protocol_state(study.get_trials(deepcopy=False), params, thresholds, rule)
 frame = trials_frame(study, params, thresholds, rule)

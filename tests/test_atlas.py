@@ -110,7 +110,7 @@ def test_runs_without_a_value_count_as_runs_that_did_not_converge(tmp_path):
 def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path}/studies.db"
-    study, _ = demo_study(storage, n_trials=20)  # a move, validations, then probes
+    study, _ = demo_study(storage, n_trials=36)  # a walk, validations, a race, then probes
     out = tmp_path / "pages" / "with_study.html"
     assert main([str(grid), "--study", "demo", "--storage", storage, "--out", str(out)]) == 0
     for name in ("with_study.html", "with_study.csv", "plotly.min.js"):
@@ -129,7 +129,7 @@ def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     drawn = {(*walk.x[i : i + 2], *walk.y[i : i + 2]) for i in range(0, len(walk.x), 3)}
     assert len(links) > 1 and drawn == {(a, c, b, d) for a, b, c, d in links}
     robust = [view.state.values(c) for c in view.state.robust_configs()]
-    assert len(robust) == 1
+    assert len(robust) == 2
     assert list(traces["robust config"].x) == pytest.approx([r[X_KEY] for r in robust])
     assert len(traces["trial (colour: class)"].x) == len(trials)
     assert len(traces["probe boundary"].x) > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -15,6 +16,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 from gnn_convergence.outcome import Thresholds, classify, run_value
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
+    ANSWER_JSON,
     TRIALS_CSV,
     iteration_entry,
     trials_frame,
@@ -138,7 +140,7 @@ def stored(trial: FrozenTrial) -> FrozenTrial:
 def protocol_study() -> optuna.Study:
     sampler = ProtocolSampler(PARAMS, start=START, seed=0)
     study = optuna.create_study(sampler=sampler, direction="maximize", study_name="box")
-    study.optimize(Box(), n_trials=40)
+    study.optimize(Box(), n_trials=70)
     return study
 
 
@@ -243,36 +245,92 @@ def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study
     sections = dict(re.findall(r"^## (.+?)\n\n(.*?)(?=^## |\Z)", text, re.M | re.S))
     robust = sections["Robust configs"].splitlines()
     assert robust[0] == (
-        "| lr_W | lr | coeff_W_L1 | batch_size | trials | converged | validation | rate "
+        "| lr_W | lr | coeff_W_L1 | batch_size | trials | converged | fresh | rate "
         "| rate 90% > | verdict |"
     )
     assert robust[2] == (
-        "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 1, 2 | 9/9 | 6/6 | 0.88 | 0.72 | robust |"
+        "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 10, 11, 14, 16, 18, 20 | 21/21 | 18/18 | 0.95 "
+        "| 0.89 | robust |"
     )
     seen = sections["Configs with converged runs"]
-    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| \d+, \d+ \| 4/6 \|  \| 0\.62 "
-                     r"\| [\d.]+ \| undecided, unstable \|$", seen, re.M)  # fmt: skip
-    bounds = sections["Boundaries (rate crossing 0.5, probed)"]
-    assert "| 0 | lr_W | high | 0.002 | 4/6 converged | 0.005 | 0/3 converged |" in bounds
-    assert "| 0 | lr_W | low | 0.0005 | 3/3 converged | 0.0002 | 0/3 converged |" in bounds
-    assert "| 0 | batch_size | high | 16 | 3/3 converged | end of grid |  |" in bounds
-    regions = sections["Regions (probe origins and their extent)"]
-    assert "| 0 | robust | 0.0005..0.002 | " in regions
-    assert "Robust: P(rate > 0.6) >= 0.9 under the Beta posterior of a config's validation" in text
+    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| 2, 3, [\d, ]+ \| 22/24 \| 18/18 "
+                     r"\| 0\.95 \| 0\.89 \| robust, unstable \|$", seen, re.M)  # fmt: skip
+    bounds = sections["Boundary bands around the recommended config (rate crossing 0.5)"]
+    assert "| 0 | lr_W | high | 0.002 | 18/18 converged |  | 0.005 | 0/6 converged |" in bounds
+    assert "| 0 | lr_W | low | 0.0005 | 18/18 converged |  | 0.0002 | 0/6 converged |" in bounds
+    assert "| 0 | batch_size | high | 16 | 6/6 converged |  | no boundary in range |  |" in bounds
+    regions = sections["Regions (configs judged inside, joined by one-step moves)"]
+    assert "| 1 | 10 | 0.0005..0.002 | 0.0002..0.001 | 2e-06..1e-05 | 4..16 | " in regions
+    assert "Robust: P(rate > 0.6) >= 0.9 under the Beta posterior of a config's fresh runs" in text
     counts = Counter(t.state for t in protocol_study.trials)
-    assert f"Trials: 40 (complete {counts[TrialState.COMPLETE]})" in text
+    assert f"Trials: 70 (complete {counts[TrialState.COMPLETE]})" in text
+
+
+def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, tmp_path):
+    write_records(protocol_study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    assert text.startswith("# Convergence study: box\n\n## Answer\n\n")
+    answer = text.split("## Answer\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert answer[0] == "Recommended: lr_W=0.001, lr=0.0005, coeff_W_L1=5e-06, batch_size=8"
+    assert answer[1].startswith("Runs: 18 on fresh datasets, 18 converged; rate 0.95 (90% > 0.89)")
+    assert answer[1].endswith("(robust claims rate > 0.6 with 90% credibility)")
+    assert answer[-1] == (
+        "Train it: python -m gnn_convergence.train training.learning_rate_W_start=0.001 "
+        "training.learning_rate_start=0.0005 training.coeff_W_L1=5e-06 training.batch_size=8"
+    )
+    record = json.loads((tmp_path / "answer.json").read_text())
+    assert record["recommended"]["params"] == {
+        "training.learning_rate_W_start": 0.001,
+        "training.learning_rate_start": 0.0005,
+        "training.coeff_W_L1": 5e-06,
+        "training.batch_size": 8,
+    }
+    assert (record["recommended"]["runs"], record["recommended"]["converged"]) == (18, 18)
+    assert record["reason"] is None and record["runner_up"] is not None
+    lr_w_high = [
+        b
+        for b in record["boundaries"]
+        if b["param"] == "training.learning_rate_W_start" and b["side"] == "high"
+    ]
+    assert lr_w_high == [
+        {
+            "param": "training.learning_rate_W_start",
+            "side": "high",
+            "inside": 0.002,
+            "outside": 0.005,
+            "band": [0.002, 0.005],
+        }
+    ]
+    assert len(record["regions"]) == 1 and record["regions"][0]["configs"] == 10
+
+
+def test_a_study_where_nothing_converges_recommends_none_with_the_reason(tmp_path) -> None:
+    sampler = ProtocolSampler(PARAMS, start=START)
+    study = optuna.create_study(sampler=sampler, direction="maximize", study_name="none")
+
+    def failing(trial: Trial) -> float:
+        suggest_config(trial)
+        return record_run(trial, [0.02, 0.5, 0.03])
+
+    study.optimize(failing, n_trials=12)
+    write_records(study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    reason = "no config converged in a share of its runs >= level 0.6, so none was validated"
+    assert f"## Answer\n\nRecommended: none\nReason: {reason}\n" in text
+    record = json.loads((tmp_path / "answer.json").read_text())
+    assert record["recommended"] is None and record["reason"] == reason
 
 
 def test_entries_report_validation_and_config_evidence(protocol_study, tmp_path) -> None:
     write_records(protocol_study, PARAMS, tmp_path)
     text = (tmp_path / ANALYSIS_MD).read_text()
-    assert text.startswith("# Convergence study: box\n\n# Summary\n")
+    assert text.startswith("# Convergence study: box\n\n## Answer\n")
     iterations = text.split("# Iterations\n", 1)[1]
-    assert iterations.count("## Iter ") == 40
+    assert iterations.count("## Iter ") == 70
     assert (
         "Observation: 3/3 runs converged (connectivity_R2 0.9700, 0.9500, 0.9600 on datasets "
-        "6, 7, 8); validation of trial 0 on fresh data (3/3 validation runs converged so far); "
-        "config 6/6 validation runs converged, rate 0.88 (90% > 0.72): robust\n"
+        "33, 34, 35); validation of trial 0 on fresh data (3/3 fresh runs converged so far); "
+        "config 6/6 fresh runs converged, rate 0.88 (90% > 0.72): robust\n"
     ) in iterations
     assert re.search(r"config 4/6 runs converged, rate 0\.62 \(90% > [\d.]+\): undecided, "
                      r"unstable\n", iterations)  # fmt: skip
@@ -289,15 +347,15 @@ def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path)
     ]  # fmt: skip
     for column in ("lr_W", "lr", "coeff_W_L1", "batch_size", "seed_2_diverged_at_step"):
         assert column in frame.columns
-    assert frame["number"].tolist() == list(range(40))
+    assert frame["number"].tolist() == list(range(70))
     assert frame.loc[0, ["verdict", "rate_runs", "rate_converged"]].tolist() == [
-        "robust", 6, 6,
+        "robust", 18, 18,
     ]  # fmt: skip
-    assert frame.loc[0, "rate_mean"] == pytest.approx(7 / 8)
-    assert frame.loc[0, "seeds"] == "[0, 1, 2]" and frame.loc[1, "data_seeds"] == "[3, 4, 5]"
+    assert frame.loc[0, "rate_mean"] == pytest.approx(19 / 20)
+    assert frame.loc[0, "seeds"] == "[0, 1, 2]" and frame.loc[1, "data_seeds"] == "[0, 1, 2]"
     assert frame.loc[0, "seed_1_connectivity_R2"] == 0.95
     pd.testing.assert_series_equal(frame["value"], expected["value"])
-    assert frame["role"].iloc[:4].tolist() == ["start", "validate", "validate", "probe"]
+    assert frame["role"].iloc[:4].tolist() == ["start", "move", "move", "retry"]
 
 
 def test_a_sqlite_study_is_rewritten_after_reloading(tmp_path) -> None:
@@ -310,14 +368,21 @@ def test_a_sqlite_study_is_rewritten_after_reloading(tmp_path) -> None:
     reloaded = optuna.load_study(study_name=study.study_name, storage=storage)
     write_records(reloaded, PARAMS, tmp_path / "records")
     assert (tmp_path / "records" / ANALYSIS_MD).read_text() == before
-    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == [ANALYSIS_MD, TRIALS_CSV]
+    assert sorted(p.name for p in (tmp_path / "records").iterdir()) == [
+        ANALYSIS_MD,
+        ANSWER_JSON,
+        TRIALS_CSV,
+    ]
 
 
 def test_an_empty_study_writes_valid_files(tmp_path) -> None:
     study = optuna.create_study(study_name="empty")
     write_records(study, PARAMS, tmp_path)
     text = (tmp_path / ANALYSIS_MD).read_text()
-    assert text.startswith("# Convergence study: empty\n\n# Summary\n\nTrials: 0\n")
+    assert text.startswith(
+        "# Convergence study: empty\n\n## Answer\n\nRecommended: none\n"
+        "Reason: no run has finished yet\n\n# Summary\n\nTrials: 0\n"
+    )
     assert text.rstrip().endswith("# Iterations")
     assert "## Robust configs\n\nnone\n" in text
     frame = pd.read_csv(tmp_path / TRIALS_CSV)

@@ -21,8 +21,10 @@ from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 from gnn_convergence.study import sampler as sampler_module
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import NOT_ROBUST, ROBUST, UNDECIDED, RobustRule
-from gnn_convergence.study.protocol import min_distances, protocol_state
+from gnn_convergence.study.protocol import min_distances
+from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.sampler import ProtocolSampler
+from gnn_convergence.study.seeding import race_datasets
 from gnn_convergence.study.space import Param, fingerprint, index_of, parse_space
 from gnn_convergence.study.vocabulary import DECISION
 
@@ -149,6 +151,9 @@ def test_moves_and_probes_change_one_param(walk: optuna.Study) -> None:
             assert sum(a != b for a, b in zip(before, config, strict=True)) == 1
         elif role in ("retry", "validate"):
             assert decision(trials[parent])[1] == config
+        elif role == "race":  # a candidate, or the leader's neighbour away from a boundary
+            before = decision(trials[parent])[1]
+            assert sum(abs(a - b) for a, b in zip(before, config, strict=True)) <= 1
         else:
             assert parent is None
 
@@ -164,6 +169,10 @@ def test_a_walk_shares_its_panel_and_validations_draw_fresh_data(walk: optuna.St
             assert not used & set(data)
         elif role in ("move", "retry"):
             assert data == panel
+        elif role == "race":  # the common stream: round k is the same for every candidate
+            k = trial.system_attrs[DECISION]["round"]
+            assert data == race_datasets(0, k, 3)
+            continue
         else:
             assert not used & set(data)
         used |= set(data)
@@ -179,9 +188,9 @@ def test_a_walk_from_outside_climbs_in_and_validates_a_robust_config(walk: optun
     assert ev.validated and ev.converged == ev.n >= 6
 
 
-def test_robust_after_six_converged_validation_runs_then_probes() -> None:
-    study = run_study(4, start=INSIDE)
-    assert roles(study) == ["start", "validate", "validate", "probe"]
+def test_a_walk_climbs_to_the_top_before_it_validates_then_probes() -> None:
+    study = run_study(12, start=INSIDE)
+    assert roles(study) == ["start"] + ["move"] * 8 + ["validate", "validate", "probe"]
     state = state_of(study)
     ev = state.evidence[INSIDE_CONFIG]
     assert (ev.converged, ev.n, len(ev.runs), ev.verdict) == (6, 6, 9, ROBUST)
@@ -197,25 +206,25 @@ def test_walk_runs_alone_never_make_a_config_robust() -> None:
 
 def test_the_rate_of_a_validated_config_rests_on_its_validation_runs() -> None:
     world = World(easy=[0, 1, 2], hard=range(3, 400))
-    study = run_study(3, world, start=INSIDE)
-    assert roles(study) == ["start", "validate", "move"]
+    study = run_study(11, world, start=INSIDE)
+    assert roles(study) == ["start"] + ["move"] * 8 + ["validate", "jump"]
     ev = state_of(study).evidence[INSIDE_CONFIG]
     assert (ev.converged, ev.n, ev.verdict) == (0, 3, NOT_ROBUST)
     assert sum(r.converged for r in ev.runs) == 3 and ev.unstable
 
 
 def test_validation_goes_on_while_undecided_and_stops_as_not_robust() -> None:
-    world = World(easy=[0, 1, 2, 3, 4, 6], hard=[5, *range(7, 400)])
-    study = run_study(5, world, start=INSIDE)
-    assert roles(study) == ["start", "validate", "validate", "validate", "move"]
+    world = World(easy=[0, 1, 2, 27, 28, 30], hard=[29, *range(31, 400)])
+    study = run_study(13, world, start=INSIDE)
+    assert roles(study) == ["start"] + ["move"] * 8 + ["validate"] * 3 + ["jump"]
     ev = state_of(study).evidence[INSIDE_CONFIG]
     assert (ev.converged, ev.n, ev.verdict) == (3, 9, NOT_ROBUST)
 
 
 def test_validation_stops_at_max_runs_undecided() -> None:
     rule = RobustRule(level=0.6, credibility=0.999, max_runs=9)
-    study = run_study(5, start=INSIDE, robust=rule)
-    assert roles(study) == ["start", "validate", "validate", "validate", "probe"]
+    study = run_study(13, start=INSIDE, robust=rule)
+    assert roles(study) == ["start"] + ["move"] * 8 + ["validate"] * 3 + ["probe"]
     ev = state_of(study, robust=rule).evidence[INSIDE_CONFIG]
     assert (ev.n, ev.verdict) == (9, UNDECIDED)
 
@@ -240,29 +249,32 @@ def test_a_config_that_never_came_near_convergence_is_left() -> None:
     assert roles(study) == ["start", "move", "move", "move"]
 
 
-def test_probes_find_where_the_rate_crosses_one_half() -> None:
-    expected = {}
-    for param, size, (lo, hi) in zip(PARAMS, SIZES, BOX, strict=True):
-        expected[param.name, "low"] = (lo, lo - 1 if lo > 0 else None)
-        expected[param.name, "high"] = (hi, hi + 1 if hi < size - 1 else None)
-    exact = 0
+def test_probes_from_the_recommended_config_place_bands_at_the_crossing() -> None:
+    """Six worlds, from inside the box: every band around the recommended config is right.
+    Its last inside point is the box's last index and the first point past it that is not
+    inside (in transition, or outside) is the first index beyond the box, where the rate is
+    0.25; outside points rest on at least probe_min_runs fresh runs."""
+    right, total = 0, 0
     for draw in range(6):
-        study = run_study(60, World(draw=draw), start=INSIDE)
+        study = run_study(90, World(draw=draw), start=INSIDE)
         state = state_of(study)
-        found = {
-            (b.param, b.side): (b.inside, b.outside)
-            for b in state.boundaries
-            if b.origin == INSIDE_CONFIG
-        }
-        assert found.keys() == expected.keys()
-        for key, (inside, outside) in found.items():
-            assert abs(inside - expected[key][0]) <= 1
-            exact += (inside, outside) == expected[key]
-        for b in state.boundaries:
-            if b.outside is not None:
-                converged, runs = b.outside_runs
-                assert converged / runs <= 0.5
-    assert exact >= 0.85 * 6 * len(expected)
+        origin = state.answer.recommended
+        assert origin is not None and all(
+            lo <= i <= hi for i, (lo, hi) in zip(origin, BOX, strict=True)
+        )
+        for band in state.boundaries:
+            p = next(i for i, q in enumerate(PARAMS) if q.name == band.param)
+            lo, hi = BOX[p]
+            edge, beyond = (lo, lo - 1) if band.side == "low" else (hi, hi + 1)
+            first_out = (*band.transition, band.outside)[0]
+            right += band.inside == edge and first_out == (
+                beyond if 0 <= beyond < SIZES[p] else None
+            )
+            total += 1
+            if band.outside is not None:
+                converged, runs = band.outside_runs
+                assert runs >= state.rule.probe_min_runs and converged / runs < 0.5
+    assert total == 6 * 8 and right >= 0.9 * total
 
 
 def test_patience_counts_moves_without_improvement() -> None:
@@ -536,7 +548,7 @@ def test_a_large_grid_jumps_to_sampled_far_configs() -> None:
 def test_an_exhausted_grid_keeps_proposing() -> None:
     params = parse_space({"training.a": "choice(1, 2)", "training.b": "choice(x, y)"})
     study = optuna.create_study(sampler=ProtocolSampler(params))
-    study.optimize(constant(0.95, params), n_trials=20)
+    study.optimize(constant(0.95, params), n_trials=40)
     assert len({decision(t)[1] for t in study.trials}) == 4
     assert all(t.state == TrialState.COMPLETE for t in study.trials)
 
@@ -600,24 +612,65 @@ def test_a_batch_proposes_distinct_configs_and_replays_identically() -> None:
     assert [t.user_attrs for t in again.trials] == [t.user_attrs for t in trials]
 
 
-def test_a_batch_holds_the_incumbents_neighbours_then_the_validations_due() -> None:
-    """Asked four at a time from a converging start: the start and three one-step neighbours
-    on its panel, then a validation of each of the four (fresh data), no config twice."""
+def test_a_batch_climbs_and_validates_together() -> None:
+    """Asked four at a time from a converging start: the start and its eight one-step
+    neighbours on its panel; the batch that asks the last neighbour also validates the start
+    on fresh data, since no finished neighbour beats it and the rest are running."""
     study = optuna.create_study(
         sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
     )
     world = World()
-    for _ in range(2):
+    for _ in range(3):
         trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(4)]
         for trial in trials:
             study.tell(trial, world(trial))
-    first, second = study.trials[:4], study.trials[4:]
-    assert [decision(t)[0] for t in first] == ["start", "move", "move", "move"]
-    for trial in first[1:]:
+    walk, third = study.trials[:9], study.trials[8:12]
+    assert [decision(t)[0] for t in walk] == ["start"] + ["move"] * 8
+    for trial in walk[1:]:
         config = decision(trial)[1]
         assert sum(a != b for a, b in zip(config, INSIDE_CONFIG)) == 1
-        assert trial.user_attrs["data_seeds"] == first[0].user_attrs["data_seeds"]
-    assert [decision(t)[0] for t in second] == ["validate"] * 4
-    assert {decision(t)[1] for t in second} == {decision(t)[1] for t in first}
-    panel = set(first[0].user_attrs["data_seeds"])
-    assert all(panel.isdisjoint(t.user_attrs["data_seeds"]) for t in second)
+        assert trial.user_attrs["data_seeds"] == walk[0].user_attrs["data_seeds"]
+    assert [decision(t)[:2] for t in third[:2]] == [
+        decision(walk[-1])[:2],
+        ("validate", INSIDE_CONFIG),
+    ]
+    assert set(walk[0].user_attrs["data_seeds"]).isdisjoint(third[1].user_attrs["data_seeds"])
+
+
+def test_a_killed_start_keeps_its_walk_and_is_rerun_on_its_panel() -> None:
+    """Another worker moved from a start whose worker then died: the start is run again on
+    the same panel and the moves stay in its walk."""
+    study = optuna.create_study(
+        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
+    )
+    distributions = {p.name: p.distribution for p in PARAMS}
+    start = study.ask(distributions)
+    moves = [study.ask(distributions) for _ in range(2)]
+    world = World()
+    for move in moves:
+        assert move.user_attrs["role"] == "move"
+        study.tell(move, world(move))
+    start.set_user_attr("reported", False)  # its heartbeat stopped: failed, never reported
+    study.tell(start, state=TrialState.FAIL)
+    rerun = study.ask(distributions)
+    assert rerun.user_attrs["role"] == "start" and rerun.params == start.params
+    assert rerun.user_attrs["data_seeds"] == start.user_attrs["data_seeds"]
+    assert rerun.user_attrs["change"] == "rerun of trial 0 (killed) on its panel"
+    study.tell(rerun, world(rerun))
+    state = protocol_state(study.get_trials(), PARAMS)
+    assert len(state.walks) == 1
+    assert [v.number for v in state.walks[0].visits] == [0, 1, 2, 3]
+    assert not state.walks[0].rerun_owed
+    assert state.evidence[INSIDE_CONFIG].n == 3
+
+
+def test_studies_of_different_sampler_seeds_share_no_run_and_each_replays() -> None:
+    def runs(study: optuna.Study) -> tuple[set[int], set[int]]:
+        seeds = {s for t in study.trials for s in t.user_attrs["seeds"]}
+        return seeds, {d for t in study.trials for d in t.user_attrs["data_seeds"]}
+
+    first, second, again = (run_study(30, seed=s) for s in (0, 1, 1))
+    assert runs(first)[0].isdisjoint(runs(second)[0])
+    assert runs(first)[1].isdisjoint(runs(second)[1])
+    assert [decision(t) for t in second.trials] == [decision(t) for t in again.trials]
+    assert runs(second) == runs(again)

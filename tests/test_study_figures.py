@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps, pages
 from gnn_convergence.study.demo import demo_study
-from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.records import trials_frame
+from gnn_convergence.study.replay import protocol_state
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,7 +52,7 @@ def with_fail_and_running(n_trials: int) -> optuna.Study:
 
 @pytest.fixture(scope="module")
 def demo() -> Demo:
-    return Demo(*demo_study(n_trials=30))
+    return Demo(*demo_study(n_trials=36))
 
 
 @pytest.fixture(scope="module")
@@ -179,8 +179,9 @@ def test_a_running_trial_without_params_yet_draws_on_no_map_axis() -> None:
     assert all(v is not None for v in trials.y[:-1])
 
 
-def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(demo: Demo, tmp_path):
-    path = pages.write_study(demo.study, demo.params, tmp_path)
+def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(tmp_path):
+    study, params = demo_study(n_trials=30)
+    path = pages.write_study(study, params, tmp_path)
     assert path == tmp_path / pages.REPORT_HTML
     assert (tmp_path / PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
     for name in [*pages.PAGES, "report"]:
@@ -191,7 +192,7 @@ def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(demo: Demo
     page = path.read_text()
     assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1
     assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page
-    attrs = demo.study._storage.get_study_system_attrs(demo.study._study_id)
+    attrs = study._storage.get_study_system_attrs(study._study_id)
     assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)
 
 

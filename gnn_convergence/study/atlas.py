@@ -46,8 +46,8 @@ from gnn_convergence.study.pages import (
     study_rule,
     study_thresholds,
 )
-from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ProtocolState, protocol_state
 from gnn_convergence.study.records import trials_frame
+from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState, protocol_state
 from gnn_convergence.study.space import Param, value_text
 from gnn_convergence.study.vocabulary import finite, number_text
 

@@ -1,7 +1,7 @@
 """Plotly maps of a convergence study: trial table and protocol state in, ``go.Figure`` out.
 
 The table is :func:`~gnn_convergence.study.records.trials_frame`'s, one row per trial; the state
-is :func:`~gnn_convergence.study.protocol.protocol_state`'s. Axes follow the grids: a log axis for
+is :func:`~gnn_convergence.study.replay.protocol_state`'s. Axes follow the grids: a log axis for
 a log parameter (a leading 0 drawn one decade below the smallest positive value, labelled 0),
 ticks at the grid values, a non-numeric choice by its index. Trials at the same value are spread
 over a third of a grid step so that each can be hovered. Nothing here computes a metric; the one
@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
-from gnn_convergence.study.protocol import DEFAULT_THRESHOLDS, ProtocolState
+from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
 from gnn_convergence.study.vocabulary import FINISHED_NAMES
 

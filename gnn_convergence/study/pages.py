@@ -26,13 +26,13 @@ from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
 from gnn_convergence.study.evidence import RobustRule
-from gnn_convergence.study.protocol import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
     summary_tables,
     write_records,
 )
+from gnn_convergence.study.replay import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, parse_space, value_text
 
 REPORT_HTML = "report.html"

@@ -1,7 +1,7 @@
 """Study records: ``trials.csv`` and ``analysis.md``, regenerated from the Optuna storage.
 
 The storage is the only study state: :func:`write_records` reads every trial and the protocol
-replay (:func:`~gnn_convergence.study.protocol.protocol_state`) and rewrites both files
+replay (:func:`~gnn_convergence.study.replay.protocol_state`) and rewrites both files
 atomically, so a running study can call it after every trial.
 """
 
@@ -20,12 +20,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
-from gnn_convergence.study.evidence import ROBUST, RobustRule
-from gnn_convergence.study.protocol import (
+from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule
+from gnn_convergence.study.replay import (
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
     Config,
-    Evidence,
     ProtocolState,
     protocol_state,
 )
@@ -50,6 +49,7 @@ from gnn_convergence.study.vocabulary import (
 
 TRIALS_CSV = "trials.csv"
 ANALYSIS_MD = "analysis.md"
+ANSWER_JSON = "answer.json"
 SUMMARY_KEYS = (
     *(f"{m}_{s}" for m in ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
       for s in ("min", "mean")),
@@ -138,7 +138,7 @@ CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_l
 
 def _config_columns(ev: Evidence) -> dict[str, Any]:
     """The config's evidence now: its verdict and the runs its posterior rate rests on
-    (validation runs once it has any)."""
+    (fresh runs once it has any)."""
     values = (ev.verdict, ev.n, ev.converged, ev.mean, ev.lower)
     return dict(zip(CONFIG_COLUMNS, values, strict=True))
 
@@ -268,9 +268,10 @@ def _config_note(trial: FrozenTrial, state: ProtocolState | None) -> str:
 
 
 def evidence_text(ev: Evidence) -> str:
-    """``5/6 validation runs converged, rate 0.75 (90% > 0.52): undecided, unstable``."""
-    runs = "validation runs" if ev.validated else "runs"
-    note = f"{ev.converged}/{ev.n} {runs} converged, rate {ev.mean:.2f} (90% > {ev.lower:.2f})"
+    """``5/6 fresh runs converged, rate 0.75 (90% > 0.52): undecided, unstable``."""
+    runs = "fresh runs" if ev.validated else "runs"
+    bound = f"{ev.rule.credibility:.0%} > {ev.lower:.2f}"
+    note = f"{ev.converged}/{ev.n} {runs} converged, rate {ev.mean:.2f} ({bound})"
     return f"{note}: {ev.verdict}" + (", unstable" if ev.unstable else "")
 
 
@@ -290,8 +291,9 @@ def _summary(trials: Sequence[FrozenTrial], state: ProtocolState, thresholds: Th
 def _rule_text(rule: RobustRule) -> str:
     return (
         f"Robust: P(rate > {rule.level:g}) >= {rule.credibility:g} under the Beta posterior "
-        f"of a config's validation runs (fresh datasets), up to {rule.max_runs} of them; the "
-        "rate of a config without validation runs rests on all its runs."
+        f"of a config's fresh runs (validation, probe and race datasets no walk chose), up to "
+        f"{rule.max_runs} validation runs; a robust verdict claims {rule.claim}. The rate of "
+        "a config without fresh runs rests on all its runs."
     )
 
 
@@ -307,15 +309,104 @@ def _counts(trials: Sequence[FrozenTrial], thresholds: Thresholds) -> str:
 
 def summary_tables(state: ProtocolState) -> dict[str, pd.DataFrame]:
     """The summary's tables, rendered in ``analysis.md`` and ``report.html`` alike: robust
-    configs, every config with a converged run, probe boundaries, and regions."""
-    robust = [c for c, ev in state.evidence.items() if ev.verdict == ROBUST]
+    configs ranked as the answer ranks them, every config with a converged run, the boundary
+    bands around the recommended config, and the regions."""
+    answer = state.answer
+    robust = [c for c in answer.candidates if state.verdict(c) == ROBUST]
+    robust += [c for c in state.robust_configs() if c not in robust]
     seen = [c for c, ev in state.evidence.items() if ev.converged]
     return {
         "Robust configs": _config_table(state, robust),
         "Configs with converged runs": _config_table(state, seen),
-        "Boundaries (rate crossing 0.5, probed)": _boundary_table(state),
-        "Regions (probe origins and their extent)": _region_table(state),
+        "Boundary bands around the recommended config (rate crossing 0.5)": _boundary_table(state),
+        "Regions (configs judged inside, joined by one-step moves)": _region_table(state),
     }
+
+
+def answer_text(state: ProtocolState) -> str:
+    """The ``## Answer`` section: the recommended config (or none and why), its evidence, the
+    runner-up, and the command that trains it."""
+    answer, rule = state.answer, state.rule
+    if answer.recommended is None:
+        return f"## Answer\n\nRecommended: none\nReason: {answer.reason}\n"
+    ev = state.evidence[answer.recommended]
+    lines = [
+        "## Answer",
+        "",
+        f"Recommended: {_labelled(state, answer.recommended)}",
+        f"Runs: {ev.n} on fresh datasets, {ev.converged} converged; "
+        f"rate {ev.mean:.2f} ({rule.credibility:.0%} > {ev.lower:.2f}); verdict: {ev.verdict} "
+        f"(robust claims {rule.claim})",
+    ]
+    if answer.runner_up is not None:
+        other = state.evidence[answer.runner_up]
+        lines.append(
+            f"Runner-up: {_labelled(state, answer.runner_up)}: {other.n} fresh runs, "
+            f"{other.converged} converged, rate {other.mean:.2f} "
+            f"({rule.credibility:.0%} > {other.lower:.2f}); "
+            f"P(recommended is better) = {answer.p_better:.2f}"
+        )
+    if len(answer.candidates) > 1:
+        dropped = "; ".join(_labelled(state, c) for c in answer.dropped) or "none"
+        lines.append(
+            f"Race: {len(answer.candidates)} candidates on common fresh datasets, "
+            f"dropped: {dropped}"
+        )
+    lines.append(f"Train it: python -m gnn_convergence.train {' '.join(overrides(state))}")
+    return "\n".join(lines) + "\n"
+
+
+def overrides(state: ProtocolState, config: Config | None = None) -> list[str]:
+    """Hydra overrides of ``config`` (the recommended one by default)."""
+    config = state.answer.recommended if config is None else config
+    return [f"{name}={value_text(value)}" for name, value in state.values(config).items()]
+
+
+def answer_record(state: ProtocolState) -> dict[str, Any]:
+    """The answer as ``answer.json`` holds it (docs/protocol.md, "The answer")."""
+    answer = state.answer
+
+    def config_record(config: Config | None) -> dict[str, Any] | None:
+        if config is None:
+            return None
+        ev = state.evidence[config]
+        return {
+            "params": state.values(config),
+            "runs": ev.n,
+            "converged": ev.converged,
+            "rate_mean": ev.mean,
+            "rate_lower90": ev.lower,
+            "verdict": ev.verdict,
+        }
+
+    return {
+        "recommended": config_record(answer.recommended),
+        "reason": answer.reason,
+        "runner_up": config_record(answer.runner_up),
+        "p_better": answer.p_better,
+        "boundaries": [_band_record(state, b) for b in answer.bands],
+        "regions": [
+            {"configs": len(r.configs), "best": state.values(r.best)} for r in answer.regions
+        ],
+    }
+
+
+def _band_record(state: ProtocolState, band) -> dict[str, Any]:
+    param = next(p for p in state.params if p.name == band.param)
+    values = [param.values[i] for i in (band.inside, *band.transition)]
+    if band.outside is not None:
+        values.append(param.values[band.outside])
+    return {
+        "param": band.param,
+        "side": band.side,
+        "inside": param.values[band.inside],
+        "outside": None if band.outside is None else param.values[band.outside],
+        "band": values if band.in_range else None,
+    }
+
+
+def _labelled(state: ProtocolState, config: Config) -> str:
+    return ", ".join(f"{k}={v}" for k, v in _config_values(state, config).items())
 
 
 def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFrame:
@@ -326,8 +417,8 @@ def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFra
         converged = sum(r.converged for r in ev.runs)
         rows.append({**_config_values(state, config), "trials": trials,
                      "converged": f"{converged}/{len(ev.runs)}",
-                     "validation": f"{ev.converged}/{ev.n}" if ev.validated else "",
-                     "rate": ev.mean, "rate 90% >": ev.lower,
+                     "fresh": f"{ev.converged}/{ev.n}" if ev.validated else "",
+                     "rate": ev.mean, f"rate {state.rule.credibility:.0%} >": ev.lower,
                      "verdict": ev.verdict + (", unstable" if ev.unstable else "")})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -341,9 +432,11 @@ def _boundary_table(state: ProtocolState) -> pd.DataFrame:
     for b in state.boundaries:
         param = next(p for p in state.params if p.name == b.param)
         outside = "end of grid" if b.outside is None else value_text(param.values[b.outside])
+        transition = ", ".join(value_text(param.values[i]) for i in b.transition)
         rows.append({"from trial": state.first_number(b.origin), "parameter": param.label,
                      "side": b.side, "inside": value_text(param.values[b.inside]),
-                     "inside runs": _runs_text(b.inside_runs), "outside": outside,
+                     "inside runs": _runs_text(b.inside_runs), "transition": transition,
+                     "outside": outside if b.in_range else "no boundary in range",
                      "outside runs": _runs_text(b.outside_runs)})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -354,19 +447,18 @@ def _runs_text(counts: tuple[int, int] | None) -> str:
 
 def _region_table(state: ProtocolState) -> pd.DataFrame:
     rows = []
-    for origin, found in state.regions().items():
-        ends = {(b.param, b.side): b.inside for b in found}
+    for number, region in enumerate(state.answer.regions, start=1):
         extent = {
-            p.label: "..".join(_grid_text(p, ends.get((p.name, side))) for side in ("low", "high"))
-            for p in state.params
+            p.label: "..".join(
+                value_text(p.values[f(c[i] for c in region.configs)]) for f in (min, max)
+            )
+            for i, p in enumerate(state.params)
         }
-        verdict = state.evidence[origin].verdict
-        rows.append({"origin trial": state.first_number(origin), "verdict": verdict, **extent})
+        best = state.evidence[region.best]
+        rows.append({"region": number, "configs": len(region.configs), **extent,
+                     "best": _labelled(state, region.best),
+                     f"best rate {state.rule.credibility:.0%} >": best.lower})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def _grid_text(param: Param, index: int | None) -> str:
-    return "?" if index is None else value_text(param.values[index])
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -387,8 +479,9 @@ def write_records(
 ) -> tuple[ProtocolState, pd.DataFrame]:
     """(Re)write ``folder/trials.csv`` and ``folder/analysis.md`` from the study's storage.
 
-    ``analysis.md`` holds a header naming the study, the ``# Summary`` section and
-    ``# Iterations`` with every finished trial's entry in number order. Each file is replaced
+    ``analysis.md`` holds a header naming the study, the ``## Answer`` section, the
+    ``# Summary`` section and ``# Iterations`` with every finished trial's entry in number
+    order; ``answer.json`` holds the answer (:func:`answer_record`). Each file is replaced
     atomically, so readers never see a partial file. Returns the protocol state and the trial
     table written, so that figures can be drawn from the same read of the storage.
     """
@@ -405,7 +498,9 @@ def write_records(
     ]
     header = f"# Convergence study: {study.study_name}\n"
     summary = _summary(trials, state, thresholds)
-    write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
+    sections = [header, answer_text(state), summary, "# Iterations\n", *entries]
+    write_atomic(folder / ANALYSIS_MD, "\n".join(sections))
+    write_atomic(folder / ANSWER_JSON, json.dumps(answer_record(state), indent=2) + "\n")
     return state, frame
 
 

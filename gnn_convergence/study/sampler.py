@@ -18,30 +18,40 @@ from optuna.trial import FrozenTrial, TrialState
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.protocol import (
-    DEFAULT_RULE,
-    DEFAULT_THRESHOLDS,
     JUMP_RULES,
     RETRY_RULES,
-    Config,
     Decision,
-    ProtocolState,
     changed_param,
     next_decision,
+)
+from gnn_convergence.study.replay import (
+    DEFAULT_RULE,
+    DEFAULT_THRESHOLDS,
+    Config,
+    ProtocolState,
     protocol_state,
 )
-from gnn_convergence.study.seeding import check_seeding, trial_seeds
+from gnn_convergence.study.seeding import (
+    check_seeding,
+    race_datasets,
+    study_offset,
+    trial_seeds,
+)
 from gnn_convergence.study.space import Param, fingerprint, index_of, snap_index, value_text
 from gnn_convergence.study.vocabulary import (
     CHANGE,
     DATA_SEEDS,
     DECISION,
     ENQUEUED,
+    JUMP,
     MOVE,
     PARENT,
     PROBE,
+    RACE,
     RETRY,
     ROLE,
     SEEDS,
+    START,
     VALIDATE,
 )
 
@@ -61,8 +71,10 @@ class ProtocolSampler(BaseSampler):
     run per (seed, data seed) pair and stores them as the user attribute ``per_seed`` (records
     with ``seed``, ``data_seed`` and ``connectivity_R2``): those runs are the evidence.
     Randomness comes from ``numpy.random.default_rng([seed, trial.number])`` only, so a resumed
-    study proposes what an uninterrupted one would. Higher connectivity_R2 is better, whatever
-    the study direction.
+    study proposes what an uninterrupted one would; datasets and training seeds are shifted by
+    the study offset of ``seed`` (:func:`~gnn_convergence.study.seeding.study_offset`), so
+    studies of different seeds are independent replicates. Higher connectivity_R2 is better,
+    whatever the study direction.
 
     Args:
         params: The study parameters (see :func:`~gnn_convergence.study.space.parse_space`).
@@ -199,7 +211,11 @@ class ProtocolSampler(BaseSampler):
         """Store the decision, user attributes first; mirror it on ``trial`` for the objective."""
         storage, trial_id = study._storage, trial._trial_id
         mode, n_seeds, n_data = self._seeding
-        seeds, data_seeds = trial_seeds(mode, trial.number, n_seeds, n_data, decision.panel)
+        offset = study_offset(self._seed)
+        panel = decision.panel
+        if decision.round is not None:
+            panel = race_datasets(offset, decision.round, n_seeds)
+        seeds, data_seeds = trial_seeds(mode, trial.number, n_seeds, n_data, panel, offset)
         user = {
             ROLE: decision.role,
             PARENT: decision.parent,
@@ -216,6 +232,7 @@ class ProtocolSampler(BaseSampler):
             "data_seeds": data_seeds,
             "fingerprint": self._fingerprint,
             "on_grid": on_grid,
+            "round": decision.round,
         }
         storage.set_trial_system_attr(trial_id, DECISION, attr)
         for key, value in user.items():
@@ -232,9 +249,13 @@ class ProtocolSampler(BaseSampler):
             return f"{self._params[p].label}: {old} -> {new}"
         if decision.role == RETRY:
             return f"retry of trial {decision.parent}"
+        if decision.role == RACE:
+            return f"race round {decision.round + 1}: {self.summary(decision.config)}"
+        if decision.role in (START, JUMP) and decision.parent is not None:
+            return f"rerun of trial {decision.parent} (killed) on its panel"
         if decision.role == VALIDATE and state is not None:
             ev = state.evidence[decision.config]
-            runs = "validation runs" if ev.validated else "runs"
+            runs = "fresh runs" if ev.validated else "runs"
             return (
                 f"validation of trial {decision.parent} on fresh data "
                 f"({ev.converged}/{ev.n} {runs} converged so far)"

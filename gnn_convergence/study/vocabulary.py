@@ -21,13 +21,14 @@ SEED_MODE, FOLDER, OVERRIDES, ERROR = "seed_mode", "folder", "overrides", "error
 REPORTED = "reported"  # False on a launched trial until its job has returned
 PER_SEED = "per_seed"  # one record per run: seed, data_seed, metrics, data statistics
 
-START, MOVE, RETRY, VALIDATE, PROBE, JUMP, ENQUEUED = (
+START, MOVE, RETRY, VALIDATE, PROBE, JUMP, RACE, ENQUEUED = (
     "start",
     "move",
     "retry",
     "validate",
     "probe",
     "jump",
+    "race",
     "enqueued",
 )
 
