@@ -30,6 +30,7 @@ from gnn_convergence.study.protocol import DEFAULT_RULE, DEFAULT_THRESHOLDS, Pro
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
+    column,
     summary_tables,
     write_records,
 )
@@ -132,9 +133,10 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
 
 def _trials_html(frame: pd.DataFrame, state: ProtocolState) -> str:
     columns = ["number", "state", "class", "verdict", "role", "change", "value"]
-    trials = frame[columns[:6] + [p.label for p in state.params] + columns[6:]].copy()
-    for p in state.params:
-        trials[p.label] = [value_text(v) if pd.notna(v) else "" for v in trials[p.label]]
+    names = [column(p) for p in state.params]
+    trials = frame[columns[:6] + names + columns[6:]].copy()
+    for name in names:
+        trials[name] = ["" if maps.missing(v) else value_text(v) for v in trials[name]]
     table = trials.to_html(index=False, na_rep="", float_format="{:.4f}".format)
     return f"<h2>Trials</h2>\n{table}"
 
