@@ -7,8 +7,10 @@ atomically, so a running study can call it after every trial.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -62,6 +64,7 @@ HEAD_COLUMNS = ("number", "state", "value", "class", *CONFIG_COLUMNS, "role", "p
                 "seed_mode")  # fmt: skip
 TAIL_COLUMNS = (*SUMMARY_KEYS, "seeds", "data_seeds", "folder", "error", "datetime_start",
                 "duration_s")  # fmt: skip
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 ROLE_NOTES = {
     "start": "start config",
     "jump": "jump: new walk",
@@ -375,6 +378,12 @@ def _grid_text(param: Param, index: int | None) -> str:
     return "?" if index is None else value_text(param.values[index])
 
 
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown on one line: HTML specials as entities, Markdown punctuation
+    backslash-escaped."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A pipe table; floats with 2 decimals."""
     cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
@@ -409,7 +418,7 @@ def write_records(
         for t in _by_number(trials)
         if t.state in FINISHED
     ]
-    header = f"# Convergence study: {study.study_name}\n"
+    header = f"# Convergence study: {markdown_text(study.study_name)}\n"
     summary = _summary(trials, state, thresholds)
     write_atomic(folder / ANALYSIS_MD, "\n".join([header, summary, "# Iterations\n", *entries]))
     return state, frame
