@@ -1,5 +1,7 @@
 """The run folder: analysis.log, metrics.json, weights.pt and the run figure; files only.
 
+Each file is written atomically (files.py): a reader such as the atlas never sees half a file.
+
 The run figure loads plotly.js from a plotly.min.js written once per folder tree: the run
 folder of a single run, the study folder for its trial folders (figures.write_plotlyjs).
 """
@@ -15,6 +17,7 @@ from typing import Any
 import torch
 
 from gnn_convergence import figures
+from gnn_convergence.files import atomic, write_atomic
 from gnn_convergence.results import Recovery, RunResult
 
 ANALYSIS_LOG = "analysis.log"
@@ -70,18 +73,17 @@ def write_run(
     weights: dict[str, Any],
     plotly_dir: Path | None = None,
 ) -> None:
-    """Write every file of the run folder. The figure loads plotly.min.js from `plotly_dir`
-    (default: the run folder), written there if missing."""
+    """Write every file of the run folder, each atomically. The figure loads plotly.min.js
+    from `plotly_dir` (default: the run folder), written there if missing."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ANALYSIS_LOG).write_text("\n".join(analysis_lines(result)) + "\n")
-    (out_dir / METRICS_JSON).write_text(json.dumps(metrics_dict(result), indent=2))
-    torch.save(weights, out_dir / WEIGHTS)
+    write_atomic(out_dir / ANALYSIS_LOG, "\n".join(analysis_lines(result)) + "\n")
+    write_atomic(out_dir / METRICS_JSON, json.dumps(metrics_dict(result), indent=2))
+    with atomic(out_dir / WEIGHTS, "wb") as f:
+        torch.save(weights, f)
     plotly_js = figures.write_plotlyjs(out_dir if plotly_dir is None else Path(plotly_dir))
     figure = figures.run_figure(result.seeds, recovery, result.curve)
-    figure.write_html(
-        out_dir / FIGURE,
-        include_plotlyjs=Path(os.path.relpath(plotly_js, out_dir)).as_posix(),
-    )
+    script = Path(os.path.relpath(plotly_js, out_dir)).as_posix()
+    write_atomic(out_dir / FIGURE, figure.to_html(include_plotlyjs=script))
 
 
 def _fmt(value: float) -> str:

@@ -1,7 +1,8 @@
-"""Simulated datasets cached on disk under a hash of their simulation config."""
+"""Simulated datasets cached on disk under a hash of their simulation config and code version."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gnn_convergence import simulation
 from gnn_convergence.config import SimulationConfig
 from gnn_convergence.files import atomic
 from gnn_convergence.simulation import Dataset, simulate
@@ -22,8 +24,10 @@ _ARRAYS = ("w", "activity", "derivative")
 
 
 def cache_key(cfg: SimulationConfig) -> str:
-    """Stable hash of every simulation field (seed included) and the file format."""
-    text = json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(cfg)}, sort_keys=True)
+    """Stable hash of every simulation field (seed included), the file format and the
+    simulation code's version (simulation.SIMULATION_VERSION)."""
+    versions = {"format": FORMAT_VERSION, "simulation": simulation.SIMULATION_VERSION}
+    text = json.dumps({**versions, **dataclasses.asdict(cfg)}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -34,8 +38,9 @@ def cache_path(cfg: SimulationConfig, cache_dir: str | Path) -> Path:
 
 def load_or_simulate(cfg: SimulationConfig, cache_dir: str | Path) -> Dataset:
     """Load the cached dataset of `cfg`, or simulate and cache it; a damaged file (or one with
-    non-finite values) is removed and rebuilt. A simulation that blows up raises
-    SimulationError and caches nothing."""
+    non-finite values, or a directory at its path) is removed where it can be and rebuilt. A
+    cache that cannot be written leaves the run uncached, with a warning. A simulation that
+    blows up raises SimulationError and caches nothing."""
     path = cache_path(cfg, cache_dir)
     if path.exists():
         try:
@@ -44,9 +49,19 @@ def load_or_simulate(cfg: SimulationConfig, cache_dir: str | Path) -> Dataset:
             return data
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
             log.warning("damaged dataset cache %s (%s): simulating again", path, err)
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a directory at the path stays
+                path.unlink(missing_ok=True)
     data = simulate(cfg)
-    _save(data, path)
+    try:
+        _save(data, path)
+    except OSError as err:
+        log.warning(
+            "cannot write the dataset cache %s (%s): going on uncached; make paths.cache_dir "
+            "writable or remove what is at that path",
+            path,
+            err,
+        )
+        return data
     log.info("simulated dataset %s", path)
     return data
 

@@ -12,6 +12,9 @@ import numpy as np
 from gnn_convergence.config import NeuronType, SimulationConfig
 
 MAX_RANK_COMPONENTS = 100  # effective_rank counts over at most this many singular values
+# Version of what simulate() produces; it enters the dataset cache key (dataset.cache_key).
+# Bump it whenever a change to this module changes the arrays simulate() returns for a config.
+SIMULATION_VERSION = 1
 
 
 @dataclass

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import subprocess
 import sys
+from html import escape
+from pathlib import Path
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.atlas import (
@@ -93,7 +97,7 @@ def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table
     assert math.isnan(row["rate"])
     assert table["runs"].sum() == 6 and table["failed_jobs"].sum() == 1
     page = (copy / "atlas.html").read_text()
-    assert "Failed jobs (no metrics.json): 1; 2 (lr_W=" in page
+    assert "Failed jobs (no readable metrics.json): 1; 2 (lr_W=" in page
     assert '<script src="plotly.min.js">' in page and (copy / "plotly.min.js").is_file()
     heat = atlas_figure(table).data[0]
     assert sum(math.isnan(z) for row in heat.z for z in row) == 1
@@ -142,3 +146,54 @@ def test_the_cli_names_what_is_missing(tmp_path, capsys):
         main([str(tmp_path), "--study", "demo"])
     assert main([str(tmp_path), "--study", "x", "--storage", f"sqlite:///{tmp_path}/no.db"]) == 2
     assert "no SQLite file" in capsys.readouterr().err
+
+
+def job(
+    grid: Path, name: str, cell=(LR_W[0], LR[0]), runs=({"connectivity_R2": 0.95, "data_seed": 7},)
+):
+    """A job folder as Hydra's basic sweeper leaves it: its cell's config and, unless ``runs``
+    is None, its metrics.json."""
+    (grid / name / ".hydra").mkdir(parents=True)
+    config = {"training": {"learning_rate_W_start": cell[0], "learning_rate_start": cell[1]}}
+    (grid / name / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    if runs is not None:
+        (grid / name / "metrics.json").write_text(json.dumps({"seeds": list(runs)}))
+    return grid / name
+
+
+def test_damaged_job_files_are_failed_jobs_named_in_a_warning_and_on_the_page(tmp_path, caplog):
+    grid = tmp_path / "grid"
+    job(grid, "0")
+    job(grid, "1", cell=(LR_W[1], LR[1]))
+    truncated = job(grid, "2") / "metrics.json"
+    truncated.write_text(truncated.read_text()[:12])
+    no_data_seed = job(grid, "3", runs=[{"connectivity_R2": 0.95}]) / "metrics.json"
+    bad_config = job(grid, "4") / ".hydra" / "config.yaml"
+    bad_config.write_text("training: [unclosed\n")
+    no_cell = job(grid, "5") / ".hydra" / "config.yaml"
+    no_cell.write_text("training: {}\n")
+    with caplog.at_level(logging.WARNING):
+        assert main([str(grid)]) == 0
+    warned = caplog.text
+    for path in (truncated, no_data_seed, bad_config, no_cell):
+        assert str(path) in warned
+    table = pd.read_csv(grid / "atlas.csv")
+    assert table[["runs", "failed_jobs"]].values.tolist() == [[1, 2], [1, 0]]
+    page = (grid / "atlas.html").read_text()
+    for path in ("2/metrics.json", "3/metrics.json", "4/.hydra/config.yaml", "5/.hydra/config"):
+        assert path in page
+    for name in ("0", "1"):
+        (grid / name / ".hydra" / "config.yaml").write_text("")
+    shutil.rmtree(grid / "2"), shutil.rmtree(grid / "3")
+    assert main([str(grid)]) == 2
+
+
+def test_the_page_escapes_its_table_name(tmp_path):
+    grid = tmp_path / "grid"
+    job(grid, "0")
+    job(grid, "1", cell=(LR_W[1], LR[1]))
+    out = tmp_path / 'x"><img src=x onerror=alert(1)>.html'
+    assert main([str(grid), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "<img" not in page and escape(out.with_suffix(".csv").name) in page
+    assert Path(out.with_suffix(".csv")).is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -387,3 +388,13 @@ def test_an_empty_study_writes_valid_files(tmp_path) -> None:
     assert "## Robust configs\n\nnone\n" in text
     frame = pd.read_csv(tmp_path / TRIALS_CSV)
     assert frame.empty and {"number", "state", "verdict", "lr_W"} <= set(frame.columns)
+
+
+def test_the_study_name_is_literal_text_in_analysis_md(tmp_path) -> None:
+    markdown_it = pytest.importorskip("markdown_it")
+    name = 'x <img src=x onerror="alert(1)"> *b* [l](http://e) `c` _u_ \\ & #\n# injected'
+    write_records(optuna.create_study(study_name=name), PARAMS, tmp_path)
+    rendered = markdown_it.MarkdownIt().render((tmp_path / ANALYSIS_MD).read_text())
+    assert not re.search(r"<(img|em|a|code)\b", rendered)
+    first = rendered.splitlines()[0]
+    assert html.unescape(first) == f"<h1>Convergence study: {' '.join(name.split())}</h1>"

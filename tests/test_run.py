@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from gnn_convergence import artifacts, figures
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
-from gnn_convergence.results import RunResult, SeedResult
+from gnn_convergence.results import Recovery, RunResult, SeedResult
 from gnn_convergence.run import run, train_population
 from gnn_convergence.trainer import loss_terms
 from hydra_plugins.gnn_convergence_sweeper._impl import trial_attrs
@@ -219,6 +220,35 @@ def test_analysis_log_bare_keys_are_the_worst_seed(tmp_path):
     # a seed without a finite connectivity_R2 (diverged) is the worst
     lines = artifacts.analysis_lines(_result([0.8, 0.5, math.nan]))
     assert "connectivity_R2: nan" in lines and "final_loss: 102" in lines
+
+
+def _recovery(k: int = 3, n: int = 4, g: int = 5) -> Recovery:
+    rng = np.random.default_rng(0)
+    return Recovery(
+        true_w=rng.normal(size=(k, n, n)), learned_w=rng.normal(size=(k, n, n)),
+        u=np.linspace(-1, 1, g), psi=rng.normal(size=(k, g)), phi=rng.normal(size=(k, g)),
+        true_psi=np.tanh(np.linspace(-1, 1, g)), true_phi=-np.linspace(-1, 1, g),
+    )  # fmt: skip
+
+
+def test_run_folder_files_are_replaced_whole(tmp_path):
+    """Each file is written beside its place and renamed into it: a reader that opened it
+    before a rewrite (the atlas reading metrics.json) reads the whole old file, and a write
+    failing midway (weights that cannot be pickled) leaves the old file and no temporary one."""
+    names = [artifacts.ANALYSIS_LOG, artifacts.METRICS_JSON, artifacts.WEIGHTS, artifacts.FIGURE]
+    artifacts.write_run(tmp_path, _result([0.8, 0.5, 0.9]), _recovery(), {"w": torch.ones(3)})
+    old = {name: (tmp_path / name).read_bytes() for name in names}
+    readers = {name: open(tmp_path / name, "rb") for name in names}
+    artifacts.write_run(tmp_path, _result([0.1, 0.2, 0.3]), _recovery(), {"w": torch.zeros(3)})
+    for name, reader in readers.items():
+        with reader:
+            assert reader.read() == old[name], name
+        assert (tmp_path / name).read_bytes() != old[name], name
+    written = (tmp_path / artifacts.WEIGHTS).read_bytes()
+    with pytest.raises(Exception, match="pickle"):
+        artifacts.write_run(tmp_path, _result([0.1, 0.2, 0.3]), _recovery(), {"f": lambda: 0})
+    assert (tmp_path / artifacts.WEIGHTS).read_bytes() == written
+    assert not list(tmp_path.glob(".*.tmp"))
 
 
 def test_cli_writes_the_run_folder(tmp_path):

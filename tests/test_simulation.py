@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import subprocess
 
 import numpy as np
 import pytest
 
-from gnn_convergence import dataset
+from gnn_convergence import dataset, simulation
 from gnn_convergence.config import NeuronType, SimulationConfig
-from gnn_convergence.dataset import cache_path, load_or_simulate
+from gnn_convergence.dataset import cache_key, cache_path, load_or_simulate
 from gnn_convergence.simulation import (
     Dataset,
     SimulationError,
@@ -186,3 +188,74 @@ def test_a_cached_non_finite_dataset_is_never_loaded(cache_dir):
     np.testing.assert_array_equal(
         load_or_simulate(SMALL, cache_dir).activity, simulate(SMALL).activity
     )
+
+
+def test_the_simulation_code_version_enters_the_cache_key(monkeypatch):
+    before = cache_key(SMALL)
+    monkeypatch.setattr(simulation, "SIMULATION_VERSION", simulation.SIMULATION_VERSION + 1)
+    assert cache_key(SMALL) != before
+
+
+def warnings_of(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+@pytest.fixture
+def read_only_cache(cache_dir):
+    """The cache folder made immutable (chattr +i): not even root can add a file to it."""
+    cache_dir.mkdir()
+    if subprocess.run(["chattr", "+i", str(cache_dir)], capture_output=True).returncode:
+        pytest.skip("chattr +i is not supported here")
+    yield cache_dir
+    subprocess.run(["chattr", "-i", str(cache_dir)], check=True)
+
+
+def test_a_read_only_cache_folder_runs_uncached_with_one_warning(read_only_cache, caplog):
+    with caplog.at_level(logging.WARNING, logger=dataset.__name__):
+        data = load_or_simulate(SMALL, read_only_cache)
+    np.testing.assert_array_equal(data.activity, simulate(SMALL).activity)
+    assert not any(read_only_cache.iterdir())
+    [warning] = warnings_of(caplog)
+    assert str(cache_path(SMALL, read_only_cache)) in warning and "uncached" in warning
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: a dataset of SMALL (330 kB) fills it midway through its write."""
+    mount = tmp_path / "small_disk"
+    mount.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)]
+    if subprocess.run(command, capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_cache_write_failing_midway_leaves_no_temp_file(full_disk, caplog):
+    with caplog.at_level(logging.WARNING, logger=dataset.__name__):
+        data = load_or_simulate(SMALL, full_disk)
+    np.testing.assert_array_equal(data.w, simulate(SMALL).w)
+    assert list(full_disk.iterdir()) == []
+    [warning] = warnings_of(caplog)
+    assert str(cache_path(SMALL, full_disk)) in warning
+
+
+def test_an_interrupted_cache_write_leaves_no_temp_file(cache_dir, monkeypatch):
+    def interrupted(file, **arrays):
+        file.write(b"PK\x03\x04 half a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", interrupted)  # Ctrl-C while the file is being written
+    with pytest.raises(KeyboardInterrupt):
+        load_or_simulate(SMALL, cache_dir)
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_a_directory_at_the_cache_files_path_is_simulated_past(cache_dir, caplog):
+    path = cache_path(SMALL, cache_dir)
+    path.mkdir(parents=True)
+    with caplog.at_level(logging.WARNING, logger=dataset.__name__):
+        data = load_or_simulate(SMALL, cache_dir)
+    np.testing.assert_array_equal(data.w, simulate(SMALL).w)
+    assert list(cache_dir.iterdir()) == [path] and path.is_dir()
+    assert all(str(path) in warning for warning in warnings_of(caplog))

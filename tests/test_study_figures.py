@@ -22,6 +22,8 @@ from gnn_convergence.study import maps, pages
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.records import trials_frame
 from gnn_convergence.study.replay import protocol_state
+from gnn_convergence.study.sampler import ProtocolSampler
+from gnn_convergence.study.space import parse_space, record_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -194,6 +196,55 @@ def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(tmp_path):
     assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)
+
+
+def sweeper_study(storage: str, space: dict[str, str], n_trials: int = 6) -> optuna.Study:
+    """A study over ``space`` as the sweeper makes it (real sampler, space attributes, per-run
+    records), without training: a trial's runs converge at odd trial numbers."""
+    params = parse_space(space)
+    study = optuna.create_study(
+        study_name="sweep", storage=storage, sampler=ProtocolSampler(params, seed=0),
+        direction="maximize",
+    )  # fmt: skip
+    record_space(study, space, params)
+    for _ in range(n_trials):
+        trial = study.ask({p.name: p.distribution for p in params})
+        value = 0.95 if trial.number % 2 else 0.3
+        pairs = zip(trial.user_attrs["seeds"], trial.user_attrs["data_seeds"], strict=True)
+        runs = [{"seed": s, "data_seed": d, "connectivity_R2": value} for s, d in pairs]
+        trial.set_user_attr("per_seed", runs)
+        study.tell(trial, value)
+    return study
+
+
+def test_a_one_parameter_study_writes_every_record_and_page(tmp_path) -> None:
+    space = {"training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))"}
+    study = sweeper_study(f"sqlite:///{tmp_path}/studies.db", space)
+    pages.write_study(study, pages.study_params(study), tmp_path / "out")
+    for name in ("report.html", "analysis.md", "trials.csv", *(f"{p}.html" for p in pages.PAGES)):
+        assert (tmp_path / "out" / name).is_file(), name
+    assert "no pair of parameters to map" in (tmp_path / "out" / "maps.html").read_text()
+    assert "## Iter 5: converged" in (tmp_path / "out" / "analysis.md").read_text()
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)
+
+
+@pytest.mark.filterwarnings("ignore:Choices for a categorical distribution:UserWarning")
+def test_list_valued_choices_are_drawn_as_categories(tmp_path) -> None:
+    """training.seeds=choice([0,1,2],[3,4,5]): list values, and a label (seeds) that is also
+    a column of the trial table."""
+    space = {
+        "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
+        "training.seeds": "choice([0,1,2],[3,4,5])",
+    }
+    study = sweeper_study(f"sqlite:///{tmp_path}/studies.db", space)
+    params = pages.study_params(study)
+    pages.write_study(study, params, tmp_path / "out")
+    demo = Demo(study, params)
+    pair = maps.pair_figure(demo.frame, demo.state, *params)
+    trials = by_name(pair, "trial (colour: class)")
+    assert set(trials.y) == {0, 1} and "seeds=[0, 1, 2]" in " ".join(trials.hovertext)
+    assert maps.axis(params[1])["ticktext"] == ["[0, 1, 2]", "[3, 4, 5]"]
 
 
 class _Quiet(WSGIRequestHandler):

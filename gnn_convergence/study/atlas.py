@@ -12,7 +12,10 @@ Usage::
 
 A job folder of the grid (``GRID_FOLDER/<n>/``) holds ``.hydra/config.yaml`` (its cell) and, once
 its job has finished, ``metrics.json`` (one record per run). A job without metrics.json (it
-raised, was killed or still runs) is a failed job of its cell and adds no run. Writes
+raised, was killed or still runs) is a failed job of its cell and adds no run; so is a job whose
+metrics.json cannot be read (truncated, or a run without its data_seed). A job whose config.yaml
+cannot be read, or sets no lr_W or lr, is in no cell. Damaged files are named in a warning and on
+the page. Writes
 ``atlas.html`` and ``atlas.csv`` (the cell table) into the grid folder, or the page at ``--out``
 and the table beside it, and prints the page's path.
 """
@@ -21,17 +24,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from optuna.distributions import FloatDistribution
 
 from gnn_convergence.artifacts import METRICS_JSON
@@ -55,18 +62,22 @@ X_KEY = "training.learning_rate_W_start"
 Y_KEY = "training.learning_rate_start"
 ATLAS_HTML = "atlas.html"
 COLUMNS = ("lr_W", "lr", "runs", "converged", "rate", "mean_R2", "failed_jobs")
+CONFIG = Path(".hydra", "config.yaml")
 COLORSCALE = "Blues"  # white at rate 0, dark blue at 1: the study's class colours stay legible
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Job:
     """One job of the grid: folder, cell (lr_W, lr), and per run its connectivity_R2 (None:
-    diverged) and dataset; ``values`` is None for a job without metrics.json."""
+    diverged) and dataset; ``values`` is None for a failed job (no readable metrics.json), and
+    ``cell`` None for a job whose config cannot be read; ``error`` names the damaged file."""
 
     folder: Path
-    cell: tuple[float, float]
+    cell: tuple[float, float] | None
     values: tuple[float | None, ...] | None
     data_seeds: tuple[int, ...] = ()
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,12 +97,18 @@ def read_jobs(grid: str | Path) -> list[Job]:
     """Every job folder directly under ``grid`` (one holding .hydra/config.yaml), in job order.
 
     Raises:
-        ValueError: When there is none.
+        ValueError: When there is none, or no job's config can be read.
     """
     configs = sorted(Path(grid).glob("*/.hydra/config.yaml"), key=_job_order)
     if not configs:
         raise ValueError(f"no job folders (<n>/.hydra/config.yaml) in {grid}")
-    return [_job(path.parent.parent) for path in configs]
+    jobs = [_job(path.parent.parent) for path in configs]
+    if all(j.cell is None for j in jobs):
+        raise ValueError(
+            f"no job folder in {grid} has a readable {CONFIG.as_posix()} setting {X_KEY} and "
+            f"{Y_KEY}: is it the grid's sweep folder (hydra.sweep.dir)?"
+        )
+    return jobs
 
 
 def _job_order(config: Path) -> tuple[int, int, str]:
@@ -100,26 +117,64 @@ def _job_order(config: Path) -> tuple[int, int, str]:
 
 
 def _job(folder: Path) -> Job:
-    cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
-    x, y = (OmegaConf.select(cfg, key) for key in (X_KEY, Y_KEY))
-    if x is None or y is None:
-        raise ValueError(f"{folder}: its config sets no {X_KEY} or {Y_KEY}")
-    cell = (float(x), float(y))
-    metrics = folder / METRICS_JSON
-    if not metrics.is_file():
+    """The job in ``folder``; a damaged config.yaml or metrics.json is warned about, not raised."""
+    config, metrics = folder / CONFIG, folder / METRICS_JSON
+    try:
+        cell = _cell(config)
+    except (OSError, ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        log.warning(
+            "atlas: job %s is in no cell: %s: %s; fix or remove the file", folder, config, err
+        )
+        return Job(folder, None, None, error=f"{config.relative_to(folder.parent)}: {err}")
+    if not metrics.exists():
         return Job(folder, cell, None)
-    runs = json.loads(metrics.read_text())["seeds"]
-    values = tuple(finite(r.get("connectivity_R2")) for r in runs)
-    return Job(folder, cell, values, tuple(int(r["data_seed"]) for r in runs))
+    try:
+        values, data_seeds = _runs(metrics)
+    except (OSError, ValueError) as err:
+        log.warning("atlas: job %s counted as failed: %s: %s; rerun the job", folder, metrics, err)
+        return Job(folder, cell, None, error=f"{metrics.relative_to(folder.parent)}: {err}")
+    return Job(folder, cell, values, data_seeds)
+
+
+def _cell(config: Path) -> tuple[float, float]:
+    """(lr_W, lr) that a job's config.yaml sets.
+
+    Raises:
+        ValueError: When it sets either not, or not to a number.
+    """
+    cfg = OmegaConf.load(config)
+    x, y = (OmegaConf.select(cfg, key, default=None) for key in (X_KEY, Y_KEY))
+    if x is None or y is None:
+        raise ValueError(f"it sets no {X_KEY} or {Y_KEY}")
+    return float(x), float(y)
+
+
+def _runs(metrics: Path) -> tuple[tuple[float | None, ...], tuple[int, ...]]:
+    """connectivity_R2 and data_seed of each run recorded in a job's metrics.json.
+
+    Raises:
+        ValueError: For invalid (e.g. truncated) JSON, or a run record without its data_seed.
+    """
+    data = json.loads(metrics.read_text())
+    runs = data.get("seeds") if isinstance(data, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise ValueError("no list of run records under 'seeds'")
+    if not all(isinstance(r.get("data_seed"), int) for r in runs):
+        raise ValueError("a run record has no integer data_seed")
+    return tuple(finite(r.get("connectivity_R2")) for r in runs), tuple(
+        r["data_seed"] for r in runs
+    )
 
 
 def cell_table(jobs: Iterable[Job], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
     """One row per cell, by lr_W then lr: runs, converged runs (connectivity_R2 above
     ``thresholds.converged``), their share ``rate`` (NaN without runs), ``mean_R2`` over the
-    runs with a value, and ``failed_jobs`` (jobs without metrics.json)."""
+    runs with a value, and ``failed_jobs`` (jobs without a readable metrics.json); jobs in no
+    cell are left out."""
     cells: dict[tuple[float, float], list[Job]] = {}
     for job in jobs:
-        cells.setdefault(job.cell, []).append(job)
+        if job.cell is not None:
+            cells.setdefault(job.cell, []).append(job)
     rows = [_cell_row(cell, members, thresholds) for cell, members in sorted(cells.items())]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
@@ -251,20 +306,24 @@ def write_atlas(
 
 
 def _summary_html(jobs: Sequence[Job], table: pd.DataFrame, out: Path) -> str:
-    failed = [j for j in jobs if j.values is None]
+    failed = [j for j in jobs if j.cell is not None and j.values is None]
     listed = "".join(
-        f"; {j.folder.name} (lr_W={value_text(j.cell[0])}, lr={value_text(j.cell[1])})"
+        f"; {j.folder.name} (lr_W={value_text(j.cell[0])}, lr={value_text(j.cell[1])}"
+        + (f"; {j.error})" if j.error else ")")
         for j in failed
     )
+    lost = [j for j in jobs if j.cell is None]
     datasets = ", ".join(map(str, sorted({d for j in jobs for d in j.data_seeds}))) or "none"
     text = (
         f"{len(jobs)} jobs in {len(table)} cells, {int(table['runs'].sum())} runs, "
         f"{int(table['converged'].sum())} converged; datasets (simulation seeds): {datasets}. "
-        f"Failed jobs (no {METRICS_JSON}): {len(failed)}{listed}."
+        f"Failed jobs (no readable {METRICS_JSON}): {len(failed)}{listed}."
+        + (f" Jobs in no cell: {len(lost)}; {'; '.join(j.error for j in lost)}." if lost else "")
     )
     csv = out.with_suffix(".csv").name
     cells = table.to_html(index=False, na_rep="-", float_format="{:.4g}".format)
-    return f'<p>{escape(text)} Cell table: <a href="{csv}">{csv}</a>.</p>\n{cells}'
+    link = f'<a href="{escape(quote(csv))}">{escape(csv)}</a>'
+    return f"<p>{escape(text)} Cell table: {link}.</p>\n{cells}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

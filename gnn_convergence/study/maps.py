@@ -3,10 +3,10 @@
 The table is :func:`~gnn_convergence.study.records.trials_frame`'s, one row per trial; the state
 is :func:`~gnn_convergence.study.replay.protocol_state`'s. Axes follow the grids: a log axis for
 a log parameter (a leading 0 drawn one decade below the smallest positive value, labelled 0),
-ticks at the grid values, a non-numeric choice by its index. Trials at the same value are spread
-over a third of a grid step so that each can be hovered. Nothing here computes a metric; the one
-estimate, the pairwise maps' working-region boundary (:func:`converged_share`), is explained in
-the figure itself.
+ticks at the grid values, a non-numeric choice (a list too) by its index. Trials at the same
+value are spread over a third of a grid step so that each can be hovered. Nothing here computes
+a metric; the one estimate, the pairwise maps' working-region boundary
+(:func:`converged_share`), is explained in the figure itself.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.records import column
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
 from gnn_convergence.study.vocabulary import FINISHED_NAMES
@@ -65,7 +66,7 @@ def _log(param: Param) -> bool:
 
 def _u(param: Param, value: Any) -> float | None:
     """Position on the parameter's axis scale: log10 on a log axis, the index for a choice."""
-    if _missing(value):
+    if missing(value):
         return None
     if not _numeric(param):
         return index_of(param, value)
@@ -116,16 +117,17 @@ def _spread(param: Param, us: Sequence[float | None], keys: Sequence[Any]) -> li
     return [_axis_value(param, u) for u in out]
 
 
-def _missing(value: Any) -> bool:
-    return value is None or bool(pd.isna(value))
+def missing(value: Any) -> bool:
+    """None or a scalar NaN; a list value (a choice of lists) is never missing."""
+    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
 
 
 def _num(value: Any) -> str:
-    return "-" if _missing(value) else f"{float(value):.4g}"
+    return "-" if missing(value) else f"{float(value):.4g}"
 
 
 def _text(value: Any, default: str = "-") -> str:
-    if _missing(value):
+    if missing(value):
         return default
     return value_text(float(value) if isinstance(value, np.floating) else value)
 
@@ -154,18 +156,18 @@ def _seed_text(row: pd.Series, i: int) -> str | None:
     metrics = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
     values = [row.get(f"seed_{i}_{m}") for m in metrics]
     diverged = row.get(f"seed_{i}_diverged_at_step")
-    if all(_missing(v) for v in values) and _missing(diverged):
+    if all(missing(v) for v in values) and missing(diverged):
         return None
     seeds = json.loads(row["seeds"]) if isinstance(row.get("seeds"), str) else []
     name = f"seed {seeds[i]}" if i < len(seeds) else f"seed #{i}"
     text = ", ".join(f"{m} {_num(v)}" for m, v in zip(metrics, values))
-    return f"{name}: {text}" + ("" if _missing(diverged) else f", diverged at step {diverged}")
+    return f"{name}: {text}" + ("" if missing(diverged) else f", diverged at step {diverged}")
 
 
 def _run_values(row: pd.Series) -> list[float | None]:
     """connectivity_R2 of each run the row records (None for a run without a value)."""
     return [
-        None if _missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v)
+        None if missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v)
         for i in _seed_indices(row)
         if _seed_text(row, i) is not None
     ]
@@ -174,14 +176,14 @@ def _run_values(row: pd.Series) -> list[float | None]:
 def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) -> str:
     """Trial number, state, role, class, full config, objective, per-seed values and folder."""
     head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
-    if not _missing(row["verdict"]):
+    if not missing(row["verdict"]):
         head.append(
             f"config {row['rate_converged']}/{row['rate_runs']} runs converged, rate "
             f"{row['rate_mean']:.2f} (90% > {row['rate_lower90']:.2f}): {row['verdict']}"
         )
     lines = [" | ".join(h for h in head if h)]
-    lines += [] if _missing(row["change"]) else [f"change: {row['change']}"]
-    lines.append(", ".join(f"{p.label}={_text(row[p.label], '?')}" for p in params))
+    lines += [] if missing(row["change"]) else [f"change: {row['change']}"]
+    lines.append(", ".join(f"{p.label}={_text(row[column(p)], '?')}" for p in params))
     if row["state"] == "COMPLETE":
         lines.append(f"objective (min connectivity_R2): {_num(row['value'])}")
     elif row["state"] != "RUNNING":
@@ -252,10 +254,10 @@ def slice_figure(
     """One parameter against connectivity_R2: every seed (a seed without a value as x at 0),
     each trial's minimum, the thresholds and the probe boundaries; running trials at 0."""
     rows = _rows(frame, state.params)
-    us = [_u(param, v) for v in rows[param.label]]
+    us = [_u(param, v) for v in rows[column(param)]]
     rows["x"] = _spread(param, us, us)
     seeds = [
-        (row, None if _missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v))
+        (row, None if missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v))
         for _, row in rows.iterrows()
         for i in _seed_indices(frame)
         if _seed_text(row, i) is not None
@@ -332,7 +334,7 @@ def _estimate_trace(
     cells: dict[tuple[float, float], list[bool]] = defaultdict(list)
     done = rows[rows["state"].isin(FINISHED_NAMES)]
     for _, row in done.iterrows():
-        cell = (_u(x, row[x.label]), _u(y, row[y.label]))
+        cell = (_u(x, row[column(x)]), _u(y, row[column(y)]))
         if None not in cell:
             cells[cell] += [classify(v, thresholds) == CONVERGED for v in _run_values(row)]
     if not cells:
@@ -365,7 +367,7 @@ def pair_figure(
     """Every trial placed by two parameters, coloured by class, with the robust configs, the
     probe boundaries and the estimated working-region boundary (explained under the plot)."""
     rows = _rows(frame, state.params)
-    us = [(_u(x, a), _u(y, b)) for a, b in zip(rows[x.label], rows[y.label])]
+    us = [(_u(x, a), _u(y, b)) for a, b in zip(rows[column(x)], rows[column(y)])]
     fig = go.Figure()
     estimate = _estimate_trace(rows, x, y, thresholds)
     if estimate is not None:
@@ -435,7 +437,7 @@ def walk_figure(
     links = [
         (int(parent), y_of[int(parent)], number, y_of[number])
         for number, parent in zip(rows["number"], rows["parent"])
-        if not _missing(parent) and int(parent) in y_of
+        if not missing(parent) and int(parent) in y_of
     ]
     fig = go.Figure(segment_trace("from parent", links, color="#bdbdbd", width=1))
     roles = rows["role"].fillna("no role")
@@ -473,7 +475,7 @@ def parallel_figure(
     rows = _rows(frame, state.params, running=False)
     dims = [
         {
-            "label": p.label, "values": [_u(p, v) for v in rows[p.label]], "tickvals": _grid(p),
+            "label": p.label, "values": [_u(p, v) for v in rows[column(p)]], "tickvals": _grid(p),
             "ticktext": [value_text(v) for v in p.values],
             "range": [min(_grid(p)), max(_grid(p))],
         }

@@ -29,6 +29,7 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
+    column,
     summary_tables,
     write_records,
 )
@@ -43,6 +44,10 @@ PAGES = {
     "parallel": "Parallel coordinates",
 }
 DASHBOARD_MAP_ID = "boundary_map"
+NO_PAIR = (
+    "<p>This study sweeps one parameter: there is no pair of parameters to map; "
+    'see <a href="slices.html">slices.html</a>.</p>'
+)
 STYLE = (
     "body{font-family:sans-serif;margin:1.5em;max-width:1400px}"
     "table{border-collapse:collapse;font-size:13px;margin-bottom:1em}"
@@ -74,17 +79,21 @@ def write_study(
 ) -> Path:
     """(Re)write the records, the figure pages and ``report.html`` in ``folder`` from one read
     of the storage; attach the boundary map to the study for optuna-dashboard. Returns the
-    report's path. Cheap enough after every trial."""
+    report's path. Cheap enough after every trial. A one-parameter study has no pairwise map:
+    its maps page says so and the dashboard gets its slice."""
     folder = Path(folder)
     write_plotlyjs(folder)
     state, frame = write_records(study, params, folder, thresholds, rule)
     figures = study_figures(frame, state, thresholds)
+    notes = {"maps": NO_PAIR} if not figures["maps"] else {}
     for name, title in PAGES.items():
-        write_atomic(folder / f"{name}.html", page(f"{study.study_name}: {title}", figures[name]))
+        html = page(f"{study.study_name}: {title}", figures[name], notes.get(name, ""))
+        write_atomic(folder / f"{name}.html", html)
     head, tail = _summary_html(frame, state, thresholds), _trials_html(frame, state)
     report = page(f"Study {study.study_name}", _flat(figures), head, tail)
     write_atomic(folder / REPORT_HTML, report)
-    save_plotly_graph_object(study, figures["maps"][0], graph_object_id=DASHBOARD_MAP_ID)
+    dashboard = (figures["maps"] or figures["slices"])[0]
+    save_plotly_graph_object(study, dashboard, graph_object_id=DASHBOARD_MAP_ID)
     return folder / REPORT_HTML
 
 
@@ -124,9 +133,10 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
 
 def _trials_html(frame: pd.DataFrame, state: ProtocolState) -> str:
     columns = ["number", "state", "class", "verdict", "role", "change", "value"]
-    trials = frame[columns[:6] + [p.label for p in state.params] + columns[6:]].copy()
-    for p in state.params:
-        trials[p.label] = [value_text(v) if pd.notna(v) else "" for v in trials[p.label]]
+    names = [column(p) for p in state.params]
+    trials = frame[columns[:6] + names + columns[6:]].copy()
+    for name in names:
+        trials[name] = ["" if maps.missing(v) else value_text(v) for v in trials[name]]
     table = trials.to_html(index=False, na_rep="", float_format="{:.4f}".format)
     return f"<h2>Trials</h2>\n{table}"
 

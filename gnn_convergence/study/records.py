@@ -7,8 +7,10 @@ atomically, so a running study can call it after every trial.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -57,6 +59,12 @@ SUMMARY_KEYS = (
 )  # fmt: skip
 SEED_COLUMNS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss", "diverged_at_step")
 METRICS_LINE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
+CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
+HEAD_COLUMNS = ("number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
+                "seed_mode")  # fmt: skip
+TAIL_COLUMNS = (*SUMMARY_KEYS, "seeds", "data_seeds", "folder", "error", "datetime_start",
+                "duration_s")  # fmt: skip
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 ROLE_NOTES = {
     "start": "start config",
     "jump": "jump: new walk",
@@ -99,15 +107,19 @@ def _frame(
     rows = [_row(t, params, evidence.get(t.number), thresholds) for t in _by_number(trials)]
     n_seeds = max((len(_per_seed(t)) for t in trials), default=0)
     columns = [
-        "number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
-        "seed_mode", *(p.label for p in params), *SUMMARY_KEYS, "seeds", "data_seeds",
-        "folder", "error", "datetime_start", "duration_s",
+        *HEAD_COLUMNS, *map(column, params), *TAIL_COLUMNS,
         *(f"seed_{i}_{m}" for i in range(n_seeds) for m in SEED_COLUMNS),
     ]  # fmt: skip
     frame = pd.DataFrame(rows, columns=columns)
     ints = ["parent", "rate_runs", "rate_converged"]
     ints += [c for c in columns if c.endswith("diverged_at_step")]
     return frame.astype({c: "Int64" for c in ints})
+
+
+def column(param: Param) -> str:
+    """The parameter's column in the trial table: its label, or its full name where the label
+    is one of the table's own columns (``training.seeds`` is not the ``seeds`` column)."""
+    return param.name if param.label in (*HEAD_COLUMNS, *TAIL_COLUMNS) else param.label
 
 
 def _row(
@@ -121,7 +133,7 @@ def _row(
         "class": trial_class(trial, thresholds),
         **(_config_columns(ev) if ev is not None else {}),
         **{key: attrs.get(key) for key in (ROLE, PARENT, CHANGE, SEED_MODE)},
-        **{p.label: trial.params.get(p.name) for p in params},
+        **{column(p): trial.params.get(p.name) for p in params},
         **{key: attrs.get(key) for key in SUMMARY_KEYS},
         **{key: _json(attrs.get(key)) for key in (SEEDS, DATA_SEEDS)},
         **{key: attrs.get(key) for key in (FOLDER, ERROR)},
@@ -131,9 +143,6 @@ def _row(
     for i, record in enumerate(_per_seed(trial)):
         row.update({f"seed_{i}_{m}": record.get(m) for m in SEED_COLUMNS})
     return row
-
-
-CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
 
 
 def _config_columns(ev: Evidence) -> dict[str, Any]:
@@ -461,6 +470,12 @@ def _region_table(state: ProtocolState) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown on one line: HTML specials as entities, Markdown punctuation
+    backslash-escaped."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+
+
 def markdown_table(table: pd.DataFrame) -> str:
     """A pipe table; floats with 2 decimals."""
     cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
@@ -496,7 +511,7 @@ def write_records(
         for t in _by_number(trials)
         if t.state in FINISHED
     ]
-    header = f"# Convergence study: {study.study_name}\n"
+    header = f"# Convergence study: {markdown_text(study.study_name)}\n"
     summary = _summary(trials, state, thresholds)
     sections = [header, answer_text(state), summary, "# Iterations\n", *entries]
     write_atomic(folder / ANALYSIS_MD, "\n".join(sections))
