@@ -184,7 +184,7 @@ def holds_records(folder: Path, study: optuna.Study) -> bool:
         return f.readline() == f"# Convergence study: {study.study_name}\n"
 
 
-def load_study(storage: str, name: str, key: str = "the storage URL") -> optuna.Study:
+def load_study(storage: str, name: str, key: str = "--storage") -> optuna.Study:
     """Load a study without creating anything: a missing SQLite file or study is an error.
 
     Raises:
