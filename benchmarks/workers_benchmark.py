@@ -3,16 +3,17 @@
 Usage::
 
     python benchmarks/workers_benchmark.py [--workers 1 2 4] [--trials 120] [--sleep 0.2]
-        [--storage postgresql://user:password@host/db]
+        [--storage postgresql://user@host/db]   # the password in PGPASSWORD or ~/.pgpass
 
 No training. Each worker is a separate process (multiprocessing, spawn) that loads the study
 with its own ``ProtocolSampler`` (the default grid and start, noise 0.2 inside the working box)
 and calls ``study.optimize`` for its share of ``--trials``; the objective sleeps ``--sleep``
-seconds, standing in for training, then returns the synthetic region's value. The storage is an
-``RDBStorage`` with the sweeper's heartbeat settings (so every trial also starts a heartbeat
-thread and checks for stale trials), SQLite in a fresh temporary file unless ``--storage`` is
-given; each worker count gets a fresh study, created before its workers start (as the sweeper's
-users must), deleted afterwards. Workers start together once all have loaded the study.
+seconds, standing in for training, then returns the synthetic region's value. The storage is
+opened as the sweeper opens it, with its heartbeat settings (so every trial also starts a
+heartbeat thread and checks for stale trials), SQLite in a fresh temporary file unless
+``--storage`` is given; each worker count gets a fresh study, created before its workers start
+(as the sweeper's users must), deleted afterwards. Workers start together once all have loaded
+the study.
 
 Columns: wall time from the start signal to the last worker's end; trials per minute over it;
 the ideal ``workers * 60 / sleep``; the overhead per trial of each worker, its wall time divided
@@ -29,7 +30,6 @@ import shlex
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from optuna.trial import Trial, TrialState
 from gnn_convergence.study.demo import SEED_SPACE, SEED_START
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import index_of, parse_space
+from gnn_convergence.study.storage import open_storage, safe_url
 
 PARAMS = parse_space(SEED_SPACE)
 BOX = ((4, 5), (1, 2), (4, 6), (1, 2))  # grid indices of the working region (sampler benchmark)
@@ -51,11 +52,7 @@ HEARTBEAT_S, GRACE_S = 30, 120  # the sweeper's defaults (hydra.sweeper.heartbea
 
 def storage(url: str) -> optuna.storages.RDBStorage:
     """An RDB storage with heartbeats, as the sweeper opens it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S
-        )
+    return open_storage(url, HEARTBEAT_S, GRACE_S, key="--storage")
 
 
 class Region:
@@ -133,7 +130,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         url = args.storage or f"sqlite:///{Path(tmp) / 'workers.db'}"
-        shown = sqlalchemy.make_url(url).render_as_string(hide_password=True)
+        shown = safe_url(url)
         argv = [shown if a == args.storage else a for a in sys.argv]
         print("$ python " + shlex.join(argv))
         print(machine_line(optuna, sqlalchemy))

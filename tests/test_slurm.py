@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 ROOT = Path(__file__).resolve().parents[1]
 SBATCH = ROOT / "slurm" / "workers.sbatch"
 # A URL with '?' and '=', which Hydra's override grammar accepts only quoted; --cfg never opens it
-PG_URL = "postgresql://user:pass@db.example.org:5432/studies?sslmode=require"
+PG_URL = "postgresql://user@db.example.org:5432/studies?sslmode=require"
 
 
 def compose_hydra(overrides: list[str]) -> DictConfig:
@@ -132,6 +132,20 @@ def test_the_worker_command_composes(tmp_path) -> None:
     hydra_cfg = run([*app, "--cfg", "hydra", "-p", "hydra.sweeper"]).stdout
     assert f"storage: {PG_URL}\n" in hydra_cfg and "study_name: slurm\n" in hydra_cfg
     assert "simulation:" in run([*app, "--cfg", "job"]).stdout
+
+
+def test_the_password_goes_in_pgpassword_or_pgpass_not_in_the_url(tmp_path) -> None:
+    header = SBATCH.read_text().split("\n#SBATCH", 1)[0]
+    assert "export GNN_STUDY_STORAGE=postgresql://user@dbhost" in header
+    assert ":password@" not in header and "PGPASSWORD" in header and "~/.pgpass" in header
+    env = worker_env("postgresql://user:pw-1234@127.0.0.1:9/studies")
+    proc = subprocess.run(
+        ["bash", str(SBATCH), f"hydra.sweep.dir={tmp_path}/study"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    refused = "hydra.sweeper.storage=postgresql://user:***@127.0.0.1:9/studies carries a password"
+    assert proc.returncode != 0 and refused in proc.stderr
+    assert "pw-1234" not in proc.stdout + proc.stderr and list(tmp_path.iterdir()) == []
 
 
 def creation_command() -> str:

@@ -286,15 +286,50 @@ def run_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def test_report_command_on_a_finished_study_writes_into_the_default_folder(tmp_path) -> None:
-    storage = sqlite_copy(demo_study(n_trials=20)[0], tmp_path)
+def test_report_without_out_writes_only_where_the_study_keeps_its_records(tmp_path) -> None:
+    storage = sqlite_copy(demo_study(n_trials=20)[0], tmp_path)  # trials in demo/demo/trial_<n>
+    for folder in (None, tmp_path / "demo" / "demo"):  # not here; here without records
+        if folder:
+            folder.mkdir(parents=True)
+        proc = run_report(storage, "demo", cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            "error: the folder of study demo, demo/demo, holds no records of it here "
+            "(no analysis.md of this study): pass --out DIR\n"
+        )
+        assert sorted(tmp_path.rglob("*.*")) == [tmp_path / "studies.db"]
+    assert run_report(storage, "demo", "--out", "demo/demo", cwd=tmp_path).returncode == 0
     proc = run_report(storage, "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    folder = tmp_path / "outputs" / "studies" / "demo"  # the trial folders are not here
-    assert Path(proc.stdout.strip()) == Path("outputs/studies/demo/report.html")
+    assert Path(proc.stdout.strip()) == Path("demo/demo/report.html")
+    folder = tmp_path / "demo" / "demo"
     for name in ("report.html", "analysis.md", "trials.csv", *(f"{p}.html" for p in pages.PAGES)):
         assert (folder / name).is_file(), name
     assert "# Summary" in (folder / "analysis.md").read_text()
+
+
+def test_report_writes_into_the_folder_recorded_on_the_study(tmp_path) -> None:
+    study = demo_study(n_trials=3)[0]
+    pages.record_folder(study, tmp_path / "mine")
+    storage = sqlite_copy(study, tmp_path)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "analysis.md").write_text("# Convergence study: other\n")
+    proc = run_report(storage, "demo", cwd=tmp_path)
+    assert proc.returncode == 2 and f"demo, {tmp_path}/mine, holds no records" in proc.stderr
+    pages.write_study(study, pages.study_params(study), tmp_path / "mine")
+    proc = run_report(storage, "demo", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{tmp_path}/mine/report.html\n"
+
+
+def test_a_study_folder_is_the_recorded_one_else_the_one_of_all_trials() -> None:
+    study = demo_study(n_trials=2)[0]
+    assert pages.study_folder(study) == Path("demo/demo")
+    trial = study.ask()
+    trial.set_user_attr("folder", "elsewhere/trial_2")
+    assert pages.study_folder(study) is None
+    pages.record_folder(study, "outputs/studies/demo")
+    assert pages.study_folder(study) == Path("outputs/studies/demo").absolute()
 
 
 def test_report_command_on_a_study_with_failed_and_running_trials(tmp_path) -> None:

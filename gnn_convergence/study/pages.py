@@ -35,6 +35,8 @@ from gnn_convergence.study.records import (
 )
 from gnn_convergence.study.replay import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, parse_space, value_text
+from gnn_convergence.study.storage import StorageError, read_storage, reading, safe_url
+from gnn_convergence.study.vocabulary import FOLDER
 
 REPORT_HTML = "report.html"
 PAGES = {
@@ -167,24 +169,43 @@ def study_rule(study: optuna.Study) -> RobustRule:
     return RobustRule(**stored) if isinstance(stored, Mapping) else DEFAULT_RULE
 
 
-def default_folder(study: optuna.Study) -> Path:
-    """Where the study's trial folders lie, if that exists here, else ``outputs/studies/NAME``."""
-    folders = [t.user_attrs.get("folder") for t in study.get_trials(deepcopy=False)]
-    parents = [Path(f).parent for f in folders if isinstance(f, str)]
-    if parents and parents[-1].is_dir():
-        return parents[-1]
-    return Path("outputs") / "studies" / study.study_name
+def record_folder(study: optuna.Study, folder: str | Path) -> None:
+    """Record on the study the folder its records are written to (absolute), for the report."""
+    study.set_user_attr(FOLDER, str(Path(folder).absolute()))
 
 
-def load_study(storage: str, name: str) -> optuna.Study:
+def study_folder(study: optuna.Study) -> Path | None:
+    """The study's folder: its ``folder`` attribute (:func:`record_folder`), else the one
+    folder all its trial folders lie in; None when neither tells."""
+    recorded = study.user_attrs.get(FOLDER)
+    if isinstance(recorded, str):
+        return Path(recorded)
+    folders = [t.user_attrs.get(FOLDER) for t in study.get_trials(deepcopy=False)]
+    parents = {Path(f).parent for f in folders if isinstance(f, str)}
+    return parents.pop() if len(parents) == 1 else None
+
+
+def holds_records(folder: Path, study: optuna.Study) -> bool:
+    """Whether ``folder`` holds this study's records: an analysis.md whose header names it."""
+    analysis = folder / ANALYSIS_MD
+    if not analysis.is_file():
+        return False
+    with open(analysis) as f:
+        return f.readline() == f"# Convergence study: {study.study_name}\n"
+
+
+def load_study(storage: str, name: str, key: str = "--storage") -> optuna.Study:
     """Load a study without creating anything: a missing SQLite file or study is an error.
 
     Raises:
-        ValueError: For a missing SQLite file or study name (the message lists the studies).
+        StorageError: A URL with a password, a missing or damaged SQLite file, a storage that
+            cannot be opened, a missing study (the message lists the studies; a ValueError).
     """
-    if storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).is_file():
-        raise ValueError(f"no SQLite file at {storage}")
-    names = optuna.get_all_study_names(storage)
-    if name not in names:
-        raise ValueError(f"no study {name!r} in {storage}; studies: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=name, storage=storage)
+    opened = read_storage(storage, key)
+    with reading(storage, key):
+        names = [s.study_name for s in opened.get_all_studies()]
+        if name not in names:
+            raise StorageError(
+                f"no study {name!r} in {safe_url(storage)}; studies: {', '.join(names) or 'none'}"
+            )
+        return optuna.load_study(study_name=name, storage=opened)

@@ -28,6 +28,7 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import write_study
 from gnn_convergence.study.seeding import check_seeding
 from gnn_convergence.study.space import Param, check_space, parse_space, record_space
+from gnn_convergence.study.storage import check_url, open_storage, safe_url
 from gnn_convergence.study.vocabulary import (
     DATA_SEEDS,
     ERROR,
@@ -83,6 +84,8 @@ class ProtocolSweeperImpl(Sweeper):
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
         """Keep the context and instantiate the configured launcher."""
+        if self.storage_url:  # before Hydra or the sweeper writes the URL anywhere
+            check_url(self.storage_url)
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -145,8 +148,8 @@ class ProtocolSweeperImpl(Sweeper):
             log.info(
                 "study %s in %s; watch it with: optuna-dashboard %s",
                 self.study_name,
-                self.storage_url,
-                self.storage_url,
+                safe_url(self.storage_url),
+                safe_url(self.storage_url),
             )
         return study
 
@@ -220,32 +223,6 @@ def check_values(space: Sequence[Param], base: DictConfig) -> None:
                 raise ConfigError(
                     f"search space {param.name}: value {value!r} is invalid: {err}"
                 ) from err
-
-
-def open_storage(
-    url: str | None, heartbeat_interval: int, grace_period: int
-) -> optuna.storages.BaseStorage | None:
-    """An RDB storage with heartbeats, or in-memory: a trial whose heartbeat stopped for
-    grace_period seconds (a killed job) is failed by the next ask of any worker.
-
-    Raises:
-        StorageError: The storage cannot be reached or opened (before any training).
-    """
-    if not url:
-        return None
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
-    except Exception as err:  # driver missing, server down, bad credentials, bad URL
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot open the study storage {url}: {first}") from err
-
-
-class StorageError(RuntimeError):
-    """The study storage cannot be opened."""
 
 
 def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
