@@ -39,8 +39,11 @@ class RobustConf:
 
     level: float = 0.6
     credibility: float = 0.9
-    max_runs: int = 12  # validation runs after which a config is no longer validated
-    probe_runs: int = 6  # runs after which an undecided probe point is placed by its mean
+    max_runs: int = 12  # fresh runs after which a config is no longer validated
+    probe_min_runs: int = 6  # fresh runs before a probe point is judged inside or outside
+    probe_runs: int = 12  # fresh runs after which an undecided probe point is a transition
+    race_candidates: int = 4  # configs racing for the recommendation at once
+    race_rounds: int = 4  # race trials per candidate on the common datasets
 
 
 @dataclass
