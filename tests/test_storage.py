@@ -75,6 +75,7 @@ def test_safe_url_masks_the_password() -> None:
         (f"postgresql://gnn:{PASSWORD}@127.0.0.1:9/s", "postgresql://gnn:***@127.0.0.1:9/s"),
         (f"postgresql://gnn@127.0.0.1:9/s?password={PASSWORD}", "postgresql://gnn@127.0.0.1:9/s"),
     ],
+    ids=["in-userinfo", "in-query"],
 )
 def test_a_url_with_a_password_is_refused_before_anything_is_written(tmp_path, url, shown):
     proc = sweep(tmp_path, url)
