@@ -184,7 +184,7 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     return rules
 
 
-def memory_bytes() -> int | None:
+def _memory_bytes() -> int | None:
     """This machine's physical memory (os.sysconf); None where unknown."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -195,7 +195,7 @@ def memory_bytes() -> int | None:
 def _memory_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     """The frame table (int64 frame indices of every step and seed, drawn before training)
     must fit in a quarter of this machine's memory: it is held twice while it is drawn."""
-    memory = memory_bytes()
+    memory = _memory_bytes()
     if memory is None:
         return []
     tr = cfg.training

@@ -107,13 +107,13 @@ def _parse_one(parser: OverridesParser, key: str, text: str) -> Param:
 def _check_finite(key: str, numbers: Sequence[Any]) -> None:
     for number in numbers:
         if isinstance(number, float) and not math.isfinite(number):
-            raise ValueError(f"{key}: {number} is not finite: a grid holds finite numbers")
+            raise ValueError(f"{key}: {number} is invalid: allowed is a finite number")
 
 
 def _check_count(key: str, count: int) -> None:
     if count > MAX_GRID_VALUES:
         raise ValueError(
-            f"{key}: {count} grid values, allowed is at most {MAX_GRID_VALUES} values"
+            f"{key}: {count:,} grid values are invalid: allowed is at most {MAX_GRID_VALUES:,}"
         )
 
 
@@ -167,9 +167,9 @@ def _choice(key: str, items: list[Any]) -> Param:
     for item in items:
         if not isinstance(item, (int, float, str)):  # bool is an int
             raise ValueError(
-                f"{key}: a choice item must be a number, a string or a boolean, got {item!r}: "
-                "a grid value is one config value (a list or a mapping cannot be compared "
-                "or mapped)"
+                f"{key}: choice item {item!r} is invalid: allowed is a number, a string or a "
+                "boolean (a grid value is one config value; lists and mappings cannot be "
+                "compared or mapped)"
             )
     _check_finite(key, items)
     if len(items) < 2:
