@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
 import re
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -11,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of training.compile_mode
+FRAME_INDEX_BYTES = 8  # an int64 frame index of the trainer's frame table
 
 
 class ConfigError(ValueError):
@@ -111,6 +115,18 @@ def register_configs() -> None:
     cs.store(name="base_run", node=RunConfig)
 
 
+def _finite_rules(node: Any, prefix: str = "") -> list[tuple[str, Any, bool, str]]:
+    """Every float field, nested ones included, must be finite (no nan, inf or -inf)."""
+    rules = []
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            rules += _finite_rules(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            rules.append((f"{prefix}{f.name}", value, math.isfinite(value), "a finite number"))
+    return rules
+
+
 def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     sim, model, tr = cfg.simulation, cfg.model, cfg.training
     rules = [
@@ -168,6 +184,34 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     return rules
 
 
+def _memory_bytes() -> int | None:
+    """This machine's physical memory (os.sysconf); None where unknown."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _memory_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
+    """The frame table (int64 frame indices of every step and seed, drawn before training)
+    must fit in a quarter of this machine's memory: it is held twice while it is drawn."""
+    memory = _memory_bytes()
+    if memory is None:
+        return []
+    tr = cfg.training
+    n_steps = tr.n_epochs * steps_per_epoch(tr, cfg.simulation)
+    frame_bytes = FRAME_INDEX_BYTES * len(tr.seeds) * tr.batch_size
+    max_steps = memory // 4 // frame_bytes
+    allowed = (
+        f"at most {max_steps:,} steps for {len(tr.seeds)} seeds at training.batch_size="
+        f"{tr.batch_size}, whose frame table ({FRAME_INDEX_BYTES} bytes a frame) fits in a "
+        f"quarter of this machine's memory ({memory / 2**30:.1f} GiB); steps per epoch are "
+        "int((simulation.n_frames * training.data_augmentation_loop // training.batch_size)"
+        " * 0.2)"
+    )
+    return [("training.n_epochs x steps per epoch", n_steps, n_steps <= max_steps, allowed)]
+
+
 def _derived_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
     sim, tr = cfg.simulation, cfg.training
     return [
@@ -204,7 +248,7 @@ def _device_rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
 
 def validate(cfg: RunConfig) -> RunConfig:
     """Raise ConfigError naming the first invalid key; return the config unchanged."""
-    for rules in (_rules, _derived_rules, _device_rules):
+    for rules in (_finite_rules, _rules, _derived_rules, _memory_rules, _device_rules):
         for key, value, ok, allowed in rules(cfg):
             if not ok:
                 raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")
@@ -213,9 +257,33 @@ def validate(cfg: RunConfig) -> RunConfig:
 
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Convert a composed Hydra config to a validated RunConfig, or raise ConfigError."""
+    return _from_typed(_typed(cfg))
+
+
+def check_grid(cfg: DictConfig, key: str, values: Sequence[Any]) -> None:
+    """Validate `cfg` with `key` set to each of `values` in turn (interpolations followed),
+    or raise ConfigError naming the first invalid value; about 1 ms a value."""
+    typed = _typed(cfg)  # one typed copy, each value set on it: no merge per value
+    for value in values:
+        try:
+            OmegaConf.update(typed, key, value, merge=False)  # type-checked against the schema
+            _from_typed(typed)
+        except (ConfigError, OmegaConfBaseException) as err:
+            raise ConfigError(f"search space {key}: value {value!r} is invalid: {err}") from err
+
+
+def _typed(cfg: DictConfig) -> DictConfig:
+    """The run's sections of a composed config merged into the RunConfig schema."""
     sections = {f.name: cfg[f.name] for f in fields(RunConfig) if f.name in cfg}
     try:
-        run_cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), sections))
+        return OmegaConf.merge(OmegaConf.structured(RunConfig), sections)
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err)) from err
+
+
+def _from_typed(typed: DictConfig) -> RunConfig:
+    try:
+        run_cfg = OmegaConf.to_object(typed)
     except OmegaConfBaseException as err:
         raise ConfigError(str(err)) from err
     return validate(run_cfg)

@@ -202,6 +202,9 @@ def train_population(cfgs: Sequence[RunConfig]) -> list[Member]:
     )
     values = evaluate(model, data, first.simulation.dt)
     values["final_loss"] = trained.final_loss
+    diverged = np.array([step is not None for step in trained.diverged_at])
+    for value in values.values():  # a diverged member has no metrics, not a 0 loss or R2
+        value[diverged] = np.nan
     ends = np.cumsum([len(c.training.seeds) for c in cfgs])
     return [
         _member(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
-from gnn_convergence.config import ConfigError, steps_per_epoch, to_run_config
+from gnn_convergence.config import ConfigError, RunConfig, steps_per_epoch, to_run_config
 
 
 @pytest.mark.parametrize("simulation", ["chaotic", "chaotic_dale", "tiny"])
@@ -70,6 +71,52 @@ def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_
     assert key in str(err.value) and allowed in str(err.value)
 
 
+def _float_keys(node, prefix: str = "") -> list[str]:
+    """Every float field of the run config, e.g. simulation.neuron.g."""
+    keys = []
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _float_keys(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def test_the_run_config_has_float_keys():
+    keys = _float_keys(RunConfig())
+    assert {"training.learning_rate_W_start", "model.w_init_std", "simulation.neuron.g"} <= set(
+        keys
+    )
+
+
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan"])
+@pytest.mark.parametrize("key", _float_keys(RunConfig()))
+def test_every_float_key_must_be_finite(key, value, make_config):
+    with pytest.raises(ConfigError) as err:
+        to_run_config(make_config([f"{key}={value}"]))
+    assert f"{key}={float(value)!r} is invalid: allowed is a finite number" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "training.n_epochs=1000000000000",
+        "training.data_augmentation_loop=1000000000000",
+        "simulation.n_frames=1000000000000",
+        "training.n_epochs=10000000",  # the tiny pair: 1.5e10 steps, a 2.9 TB frame table
+    ],
+)
+def test_a_run_beyond_memory_fails_naming_its_keys_and_the_limit(override, make_config):
+    """The frame table (every step's frames of every seed) must fit in a quarter of memory."""
+    with pytest.raises(ConfigError) as err:
+        to_run_config(make_config(["simulation=tiny", "training=tiny", override]))
+    message = str(err.value)
+    for key in ("n_epochs", "data_augmentation_loop", "batch_size", "n_frames", "memory"):
+        assert key in message
+    assert "is invalid: allowed is at most" in message
+
+
 def test_a_cuda_device_must_exist_here(make_config):
     """device=cuda or cuda:N fails in the config check, before any data are loaded, naming
     what this machine allows: auto or cpu without CUDA, else the CUDA devices it has."""
@@ -106,6 +153,8 @@ def test_unknown_group_option_lists_the_available_ones(make_config):
     [
         ("training.batch_size=0", "training.batch_size=0 is invalid"),
         ("device=cuda:7", "device='cuda:7' is invalid: allowed is auto"),
+        ("training.learning_rate_W_start=inf", "learning_rate_W_start=inf is invalid"),
+        ("training.n_epochs=1000000000000", "steps per epoch=12500000000000000 is invalid"),
     ],
 )
 def test_cli_fails_before_any_work(tmp_path, override, message):

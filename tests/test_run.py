@@ -91,6 +91,29 @@ def test_runs_trained_as_one_population_equal_their_solo_runs(tiny_config, tmp_p
         train_population([a, other_batch])
 
 
+def test_a_diverged_seed_records_nan_metrics_never_zero(tiny_config, tmp_path):
+    """A huge lr_W makes every seed's loss non-finite within a few steps; training stops at
+    the next report, before the last epoch. Its metrics are NaN (null in metrics.json, nan in
+    analysis.log), not 0, the best possible loss."""
+    training = dataclasses.replace(
+        tiny_config.training,
+        learning_rate_W_start=1e38,
+        data_augmentation_loop=1,
+        log_interval=10,
+        seeds=[0, 1],
+    )
+    result = run(dataclasses.replace(tiny_config, training=training), tmp_path)
+    assert all(s.diverged_at_step is not None for s in result.seeds)
+    saved = json.loads((tmp_path / artifacts.METRICS_JSON).read_text())
+    for record in saved["seeds"]:
+        assert [record[key] for key in METRICS] == [None] * 4
+    assert saved["objective"] is None and saved["class"] == "failed"
+    lines = (tmp_path / artifacts.ANALYSIS_LOG).read_text().splitlines()
+    for key in METRICS:
+        assert f"seed_0.{key}: nan" in lines and f"{key}_min: nan" in lines
+        assert f"{key}: nan" in lines
+
+
 @pytest.mark.slow
 def test_tiny_pair_recovers_w_for_every_seed(tiny_config, tmp_path):
     out = tmp_path / "run"

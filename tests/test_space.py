@@ -9,6 +9,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.space import (
+    MAX_GRID_VALUES,
     check_space,
     fingerprint,
     index_of,
@@ -93,12 +94,32 @@ def test_every_value_is_plain_and_inside_its_distribution() -> None:
         ("range(1, 2)", "at least 2 values"),
         ("interval(1", "cannot parse"),
         ("5", "expected a sweep"),
+        ("choice(inf, 1e-2)", "inf is invalid: allowed is a finite number"),
+        ("choice(1e-2, -inf)", "-inf is invalid: allowed is a finite number"),
+        ("choice(nan, 1)", "nan is invalid: allowed is a finite number"),
+        ("interval(1e-4, inf)", "inf is invalid: allowed is a finite number"),
+        ("interval(-inf, 1)", "-inf is invalid: allowed is a finite number"),
+        ("interval(nan, 1)", "nan is invalid: allowed is a finite number"),
+        ("tag(log, interval(1e-4, inf))", "inf is invalid: allowed is a finite number"),
+        ("range(1, inf)", "inf is invalid: allowed is a finite number"),
+        ("range(0, 1, nan)", "nan is invalid: allowed is a finite number"),
+        ("choice([0,1,2],[3,4,5])", r"item \[0, 1, 2\] is invalid: allowed is a number, a string"),
+        ("choice({a: 1}, {a: 2})", "item {'a': 1} is invalid: allowed is a number"),
+        ("choice(1, [2, 3])", r"item \[2, 3\] is invalid"),
+        ("range(1, 100000)", "99,999 grid values are invalid: allowed is at most 1,000"),
+        ("range(1, 1e12)", "999,999,999,999 grid values are invalid"),
+        ("tag(log, interval(1e-300, 1e300))", "grid values are invalid: allowed is at most 1,000"),
+        (f"choice({', '.join(map(str, range(MAX_GRID_VALUES + 1)))})", "1,001 grid values"),
     ],
 )
 def test_errors_name_the_key(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message) as info:
         one(text, "training.some_key")
     assert "training.some_key" in str(info.value)
+
+
+def test_the_largest_grid_is_allowed() -> None:
+    assert len(one(f"range(0, {MAX_GRID_VALUES})").values) == MAX_GRID_VALUES == 1000
 
 
 def test_snap_log_grid() -> None:
@@ -146,6 +167,7 @@ def test_fingerprint_is_stable_and_sensitive() -> None:
 
 
 CONFIG = {
+    "simulation": {"n_neurons": 100, "seed": 42},
     "model": {"single_type": True},
     "training": {
         "learning_rate_W_start": 1e-3,
@@ -153,26 +175,60 @@ CONFIG = {
         "learning_rate_embedding_start": 2.5e-4,
         "coeff_W_L1": 5e-6,
         "batch_size": 8,
+        "seeds": [0, 1, 2],
+        "data_seeds": None,
+        "log_interval": 500,
     },
+    "paths": {"cache_dir": "outputs/cache"},
+    "device": "auto",
+    "threads": 1,
+    "progress": True,
 }
 
 
-def test_check_space_accepts_the_study_space() -> None:
-    check_space(parse_space(SEED_SPACE), CONFIG)
+@pytest.mark.parametrize("seed_mode", ["paired", "rerun", "fixed_data", "cross"])
+def test_check_space_accepts_the_study_space(seed_mode: str) -> None:
+    check_space(parse_space(SEED_SPACE), CONFIG, seed_mode)
+
+
+@pytest.mark.parametrize(
+    ("key", "seed_mode", "why"),
+    [
+        ("simulation.seed", "paired", "seed_mode paired gives every trial its simulation seeds"),
+        ("simulation.seed", "rerun", "seed_mode rerun gives every trial its simulation seeds"),
+        ("simulation.seed", "cross", "seed_mode cross gives every trial its simulation seeds"),
+        ("training.seeds", "fixed_data", "the sweeper sets every trial's training seeds"),
+        ("training.data_seeds", "paired", "the sweeper sets every trial's simulation seeds"),
+        ("training.log_interval", "paired", "it sets only how often the training curve"),
+        ("threads", "paired", "it sets only the CPU threads"),
+        ("progress", "paired", "it shows only the progress bar"),
+        ("device", "paired", "it sets only where a run trains"),
+        ("paths.cache_dir", "paired", "it sets only where datasets are cached"),
+    ],
+)
+def test_check_space_rejects_keys_that_cannot_change_a_trial(key, seed_mode, why) -> None:
+    with pytest.raises(ValueError, match=f"^{key} cannot change a trial: {why}"):
+        check_space([one("choice(1, 2)", key)], CONFIG, seed_mode)
+
+
+def test_fixed_data_sweeps_the_simulation_seed() -> None:
+    check_space([one("choice(1, 2)", "simulation.seed")], CONFIG, "fixed_data")
 
 
 def test_check_space_rejects_unknown_keys() -> None:
     with pytest.raises(ValueError, match="unknown parameter training.foo; known: .*batch_size"):
-        check_space([one("choice(1, 2)", "training.foo")], CONFIG)
-    with pytest.raises(ValueError, match="unknown parameter optim.lr; known: model.single_type"):
-        check_space([one("choice(1, 2)", "optim.lr")], CONFIG)
+        check_space([one("choice(1, 2)", "training.foo")], CONFIG, "paired")
+    with pytest.raises(
+        ValueError, match="unknown parameter optim.lr; known: device, model.single"
+    ):
+        check_space([one("choice(1, 2)", "optim.lr")], CONFIG, "paired")
 
 
 def test_check_space_rejects_frozen_embeddings() -> None:
     emb = one("tag(log, interval(1e-4, 1e-3))", "training.learning_rate_embedding_start")
     with pytest.raises(ValueError, match="embeddings are frozen while model.single_type is true"):
-        check_space([emb], CONFIG)
-    check_space([emb], {**CONFIG, "model": {"single_type": False}})
+        check_space([emb], CONFIG, "paired")
+    check_space([emb], {**CONFIG, "model": {"single_type": False}}, "paired")
 
 
 def test_value_text() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import optuna
 import pytest
@@ -47,7 +48,38 @@ def test_split_arguments_separates_sweeps_from_plain_overrides(arguments, swept,
 def test_check_values_accepts_the_default_space(make_config) -> None:
     base = make_config(["simulation=tiny", "training=tiny"])
     space = parse_space({"training.batch_size": "choice(1, 4, 8, 16)"})
-    check_values(space, base)
+    check_values(space, base, "paired")
+
+
+def test_check_values_of_a_largest_grid_is_fast(make_config) -> None:
+    """Each of the 1,000 values is validated as a run config, in well under a second each."""
+    base = make_config(["simulation=tiny", "training=tiny"])
+    space = parse_space({"training.batch_size": "range(1, 1001)"})
+    start = time.process_time()
+    check_values(space, base, "paired")
+    assert time.process_time() - start < 4.0
+
+
+@pytest.mark.parametrize(
+    ("key", "seed_mode", "message"),
+    [
+        ("simulation.seed", "paired", "simulation.seed cannot change a trial: seed_mode paired"),
+        ("threads", "fixed_data", "threads cannot change a trial"),
+    ],
+)
+def test_check_values_refuses_a_key_that_cannot_change_a_trial(
+    make_config, key, seed_mode, message
+) -> None:
+    base = make_config(["simulation=tiny", "training=tiny"])
+    with pytest.raises(ValueError, match=message):
+        check_values(parse_space({key: "choice(1, 2)"}), base, seed_mode)
+    check_values(parse_space({"simulation.seed": "choice(1, 2)"}), base, "fixed_data")
+
+
+def test_check_values_names_a_value_of_the_wrong_type(make_config) -> None:
+    base = make_config(["simulation=tiny", "training=tiny"])
+    with pytest.raises(ConfigError, match="search space training.batch_size: value 'many'"):
+        check_values(parse_space({"training.batch_size": "choice(8, many)"}), base, "paired")
 
 
 @pytest.mark.parametrize(
@@ -60,13 +92,13 @@ def test_check_values_accepts_the_default_space(make_config) -> None:
 def test_check_values_names_the_bad_grid_value(make_config, text: str, message: str) -> None:
     base = make_config(["simulation=tiny", "training=tiny"])
     with pytest.raises(ConfigError, match=message):
-        check_values(parse_space({"training.batch_size": text}), base)
+        check_values(parse_space({"training.batch_size": text}), base, "paired")
 
 
 def test_check_values_refuses_an_unknown_key(make_config) -> None:
     base = make_config(["simulation=tiny", "training=tiny"])
     with pytest.raises(ValueError, match="unknown parameter training.foo"):
-        check_values(parse_space({"training.foo": "choice(1, 2)"}), base)
+        check_values(parse_space({"training.foo": "choice(1, 2)"}), base, "paired")
 
 
 RESULT = {

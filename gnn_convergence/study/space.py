@@ -27,6 +27,17 @@ LABELS = {
     "batch_size": "batch_size",
 }
 EMBEDDING_KEY = "training.learning_rate_embedding_start"
+MAX_GRID_VALUES = 1000  # values of one parameter's grid: each is validated before any trial
+NO_EFFECT = {  # keys a study cannot sweep: they never change a trial's result
+    "training.seeds": "the sweeper sets every trial's training seeds (hydra.sweeper.seed_mode)",
+    "training.data_seeds": "the sweeper sets every trial's simulation seeds "
+    "(hydra.sweeper.seed_mode)",
+    "training.log_interval": "it sets only how often the training curve is logged",
+    "threads": "it sets only the CPU threads of a run",
+    "progress": "it shows only the progress bar",
+    "device": "it sets only where a run trains",
+    "paths": "it sets only where datasets are cached",
+}
 LINEAR_POINTS = 7
 ZERO_DECADES = 2
 _REL_TOL = 1e-9
@@ -64,8 +75,10 @@ def parse_space(params: Mapping[str, str]) -> list[Param]:
     """Parse ``{key: override text}`` (Hydra grammar) into grids, in the mapping's order.
 
     Raises:
-        ValueError: For unparseable text, a non-sweep value, an empty or inverted interval,
-            a log interval reaching 0 or below, or a choice or range with fewer than 2 values.
+        ValueError: For unparseable text, a non-sweep value, a non-finite number, an empty or
+            inverted interval, a log interval reaching 0 or below, a choice or range with fewer
+            than 2 or more than MAX_GRID_VALUES values, or a choice item that is a list or a
+            mapping.
     """
     parser = OverridesParser.create()
     return [_parse_one(parser, key, str(text)) for key, text in params.items()]
@@ -78,12 +91,30 @@ def _parse_one(parser: OverridesParser, key: str, text: str) -> Param:
         raise ValueError(f"{key}: cannot parse {text!r}: {e}") from e
     log = "log" in getattr(sweep, "tags", ())
     if isinstance(sweep, IntervalSweep):
-        return _interval(key, float(sweep.start), float(sweep.end), log)
-    if isinstance(sweep, RangeSweep):
-        return _range(key, sweep, log)
-    if isinstance(sweep, ChoiceSweep):
-        return _choice(key, list(sweep.list))
-    raise ValueError(f"{key}: expected a sweep (choice, range or interval), got {text!r}")
+        _check_finite(key, [sweep.start, sweep.end])
+        param = _interval(key, float(sweep.start), float(sweep.end), log)
+    elif isinstance(sweep, RangeSweep):
+        _check_finite(key, [sweep.start, sweep.stop, sweep.step])
+        param = _range(key, sweep, log)
+    elif isinstance(sweep, ChoiceSweep):
+        param = _choice(key, list(sweep.list))
+    else:
+        raise ValueError(f"{key}: expected a sweep (choice, range or interval), got {text!r}")
+    _check_count(key, len(param.values))
+    return param
+
+
+def _check_finite(key: str, numbers: Sequence[Any]) -> None:
+    for number in numbers:
+        if isinstance(number, float) and not math.isfinite(number):
+            raise ValueError(f"{key}: {number} is invalid: allowed is a finite number")
+
+
+def _check_count(key: str, count: int) -> None:
+    if count > MAX_GRID_VALUES:
+        raise ValueError(
+            f"{key}: {count:,} grid values are invalid: allowed is at most {MAX_GRID_VALUES:,}"
+        )
 
 
 def _interval(key: str, lo: float, hi: float, log: bool) -> Param:
@@ -117,6 +148,7 @@ def _range(key: str, sweep: RangeSweep, log: bool) -> Param:
     if step == 0:
         raise ValueError(f"{key}: range step must not be 0")
     count = max(0, math.ceil((stop - start) / step - _REL_TOL))
+    _check_count(key, count)
     values = tuple(sorted(_round(start + i * step) for i in range(count)))
     if len(values) < 2:
         raise ValueError(f"{key}: range needs at least 2 values, got {list(values)}")
@@ -132,6 +164,14 @@ def _range(key: str, sweep: RangeSweep, log: bool) -> Param:
 
 
 def _choice(key: str, items: list[Any]) -> Param:
+    for item in items:
+        if not isinstance(item, (int, float, str)):  # bool is an int
+            raise ValueError(
+                f"{key}: choice item {item!r} is invalid: allowed is a number, a string or a "
+                "boolean (a grid value is one config value; lists and mappings cannot be "
+                "compared or mapped)"
+            )
+    _check_finite(key, items)
     if len(items) < 2:
         raise ValueError(f"{key}: a choice needs at least 2 items, got {items}")
     if len(set(map(repr, items))) != len(items):
@@ -187,20 +227,32 @@ def snap(param: Param, value: Any) -> Any:
     return param.values[snap_index(param, value)]
 
 
-def check_space(params: Sequence[Param], config: Mapping[str, Any]) -> None:
-    """Check that every parameter exists in ``config`` and can change the result.
+def check_space(params: Sequence[Param], config: Mapping[str, Any], seed_mode: str) -> None:
+    """Check that every parameter exists in ``config`` and can change a trial's result under
+    the study's ``seed_mode`` (hydra.sweeper.seed_mode).
 
     Raises:
-        ValueError: For an unknown key, or the embedding learning rate while
-            ``model.single_type`` is true (the embeddings are then frozen).
+        ValueError: For an unknown key, a key of NO_EFFECT, ``simulation.seed`` unless the
+            seed mode is fixed_data (the others give every trial its simulation seeds), or the
+            embedding learning rate while ``model.single_type`` is true (frozen embeddings).
     """
     for param in params:
         _lookup(param.name, config)
-        if param.name == EMBEDDING_KEY and config.get("model", {}).get("single_type"):
-            raise ValueError(
-                f"{param.name} cannot change the result: "
-                "embeddings are frozen while model.single_type is true"
-            )
+        why = _no_effect(param.name, config, seed_mode)
+        if why:
+            raise ValueError(f"{param.name} cannot change a trial: {why}")
+
+
+def _no_effect(key: str, config: Mapping[str, Any], seed_mode: str) -> str | None:
+    """Why sweeping ``key`` cannot change a trial's result, or None."""
+    if key == EMBEDDING_KEY and config.get("model", {}).get("single_type"):
+        return "embeddings are frozen while model.single_type is true"
+    if key == "simulation.seed" and seed_mode != "fixed_data":
+        return (
+            f"seed_mode {seed_mode} gives every trial its simulation seeds "
+            "(only fixed_data runs on simulation.seed)"
+        )
+    return NO_EFFECT.get(key) or NO_EFFECT.get(key.split(".", 1)[0])
 
 
 def _lookup(key: str, config: Mapping[str, Any]) -> Any:

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from gnn_convergence.config import ConfigError, to_run_config
+from gnn_convergence.config import check_grid, to_run_config
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import write_study
@@ -99,7 +99,7 @@ class ProtocolSweeperImpl(Sweeper):
         texts = {**self.params, **swept}
         space = parse_space(texts)
         base = self.hydra_context.config_loader.load_sweep_config(self.config, list(fixed))
-        check_values(space, base)
+        check_values(space, base, self.seed_mode)
         sampler = self.make_sampler(
             params=space,
             start={p.name: OmegaConf.select(base, p.name) for p in space},
@@ -207,22 +207,15 @@ def split_arguments(arguments: Sequence[str]) -> tuple[dict[str, str], list[str]
     return swept, fixed
 
 
-def check_values(space: Sequence[Param], base: DictConfig) -> None:
-    """Fail before any training if a grid value, or the base config, is invalid."""
+def check_values(space: Sequence[Param], base: DictConfig, seed_mode: str) -> None:
+    """Fail before any training if a key cannot change a trial under `seed_mode`, or a grid
+    value, or the base config, is invalid."""
     container = OmegaConf.to_container(base, resolve=False)
     container.pop("hydra", None)
-    check_space(space, container)
+    check_space(space, container, seed_mode)
     to_run_config(base)
     for param in space:
-        for value in param.values:
-            cfg = base.copy()
-            OmegaConf.update(cfg, param.name, value, merge=False)
-            try:
-                to_run_config(cfg)
-            except ConfigError as err:
-                raise ConfigError(
-                    f"search space {param.name}: value {value!r} is invalid: {err}"
-                ) from err
+        check_grid(base, param.name, param.values)
 
 
 def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
