@@ -338,7 +338,10 @@ def _reason(evidence: Mapping[Config, Evidence], rule: RobustRule) -> str:
                 f"no config converged in a share of its runs >= level {rule.level:g}, "
                 "so none was validated"
             )
-        return "no config has runs on fresh datasets yet: the budget ended before validation"
+        return (
+            "no config has been validated on fresh datasets yet "
+            "(a study that ends here needs a larger n_trials)"
+        )
     return (
         "no config is judged inside the working region: none is robust or has "
         f"P(rate > 0.5) >= {rule.credibility:g} on fresh datasets"

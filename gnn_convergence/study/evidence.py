@@ -293,12 +293,13 @@ def paired(a: Evidence, b: Evidence) -> tuple[float, float] | None:
 
 
 def better(a: Evidence, b: Evidence) -> bool:
-    """Whether a beats b: more converged on shared data, else a higher paired mean."""
+    """Whether a beats b: more converged on shared data, else a paired mean higher by more
+    than TIE (smaller differences are within the spread of runs on the same data)."""
     diff = paired(a, b)
     if diff is None:
         return False
     conv, mean = diff
-    return conv > 1e-9 or (abs(conv) <= 1e-9 and mean > 0.0)
+    return conv > 1e-9 or (abs(conv) <= 1e-9 and mean >= TIE)
 
 
 def tied(a: Evidence, b: Evidence) -> bool:
