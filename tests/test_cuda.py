@@ -10,8 +10,8 @@ import warnings
 import pytest
 import torch
 
+from gnn_convergence.optimizer import PopulationAdam
 from gnn_convergence.run import train_population
-from gnn_convergence.trainer import PopulationAdam
 
 pytestmark = [
     pytest.mark.cuda,

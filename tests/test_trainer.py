@@ -14,11 +14,11 @@ from gnn_convergence import trainer
 from gnn_convergence.config import ModelConfig, SimulationConfig, TrainingConfig
 from gnn_convergence.metrics import connectivity_r2
 from gnn_convergence.model import ConnectivityGNN
+from gnn_convergence.optimizer import PopulationAdam
 from gnn_convergence.run import stack_data
 from gnn_convergence.simulation import simulate
 from gnn_convergence.trainer import (
     Hyper,
-    PopulationAdam,
     edge_delta,
     frame_draws,
     loss_terms,
