@@ -89,4 +89,6 @@ def test_the_training_loop_syncs_with_the_host_only_to_report(tiny_config):
             torch.cuda.set_sync_debug_mode("default")
         return sum("synchroniz" in str(w.message) for w in caught)
 
-    assert syncs(1) == syncs(2)
+    once = syncs(1)
+    assert once > 0  # the reports sync: a count of 0 would mean the warnings stopped matching
+    assert syncs(2) == once
