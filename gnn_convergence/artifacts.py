@@ -14,8 +14,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gnn_convergence import figures
 from gnn_convergence.files import atomic, write_atomic
 from gnn_convergence.results import Recovery, RunResult
@@ -78,6 +76,8 @@ def write_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out_dir / ANALYSIS_LOG, "\n".join(analysis_lines(result)) + "\n")
     write_atomic(out_dir / METRICS_JSON, json.dumps(metrics_dict(result), indent=2))
+    import torch  # here, not at the top: readers of run folders (the atlas) need no torch
+
     with atomic(out_dir / WEIGHTS, "wb") as f:
         torch.save(weights, f)
     plotly_js = figures.write_plotlyjs(out_dir if plotly_dir is None else Path(plotly_dir))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -448,9 +449,20 @@ def test_a_preset_waiting_trial_is_recorded_as_enqueued() -> None:
     assert decision(study.trials[1])[0] == "start"
 
 
-def test_the_study_package_does_not_import_torch() -> None:
-    code = "import sys, gnn_convergence.study.sampler; sys.exit('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+def test_the_study_package_and_the_sweeper_do_not_import_torch() -> None:
+    study = sorted(Path(sampler_module.__file__).parent.glob("*.py"))
+    modules = [f"gnn_convergence.study.{p.stem}" for p in study if p.stem != "__init__"]
+    modules += [
+        "hydra_plugins.gnn_convergence_sweeper.sweeper",
+        "hydra_plugins.gnn_convergence_sweeper._impl",
+        "hydra_plugins.gnn_convergence_launcher.launcher",
+        "gnn_convergence.report",
+    ]
+    assert {"gnn_convergence.study.atlas", "gnn_convergence.study.answer"} <= set(modules)
+    code = f"import sys, importlib\nfor m in {modules!r}: importlib.import_module(m)\n"
+    code += "sys.exit('torch' in sys.modules and 'torch imported')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 def test_sampler_waits_for_an_earlier_undecided_trial() -> None:
