@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
+import subprocess
+import warnings
 
 import optuna
 import pytest
@@ -11,9 +15,10 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError
 from gnn_convergence.study.space import parse_space
-from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED
+from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
     check_values,
+    fail_lost_trials,
     split_arguments,
     tell,
     trial_attrs,
@@ -129,3 +134,30 @@ def test_tell_records_a_raising_job_as_a_fail_trial_with_its_error(tmp_path) -> 
     assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
     assert frozen.user_attrs[REPORTED] is True
     assert "RuntimeError: out of memory" in (tmp_path / "trial_0" / "error.txt").read_text()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_fail_lost_trials_fails_the_trials_of_a_dead_worker_on_this_host(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path}/studies.db", heartbeat_interval=60, grace_period=600
+    )
+    study = optuna.create_study(storage=storage, direction="maximize")
+    host, dead = socket.gethostname(), _dead_pid()
+    workers = [f"{host}:{dead}", f"{host}:{os.getpid()}", "elsewhere.invalid:1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for worker in workers:
+            trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+            trial.set_user_attr(REPORTED, False)
+            trial.set_user_attr(WORKER, worker)
+            storage.record_heartbeat(trial._trial_id)
+    fail_lost_trials(study)
+    gone, alive, elsewhere = study.get_trials()
+    assert gone.state == TrialState.FAIL and gone.user_attrs[REPORTED] is False
+    assert gone.user_attrs[ERROR] == f"worker {host}:{dead} is gone"
+    assert alive.state == elsewhere.state == TrialState.RUNNING

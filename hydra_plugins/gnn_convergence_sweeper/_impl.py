@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
+import socket
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +40,7 @@ from gnn_convergence.study.vocabulary import (
     REPORTED,
     SEED_MODE,
     SEEDS,
+    WORKER,
 )
 
 log = logging.getLogger(__name__)
@@ -110,10 +113,10 @@ class ProtocolSweeperImpl(Sweeper):
         self.sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         while True:  # records first: they also show what a resumed study starts from
+            fail_lost_trials(study)
             write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
             if (done := _n_finished(study)) >= self.n_trials:
                 break
-            fail_stale_trials(study)
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run_batch(study, trials, space, fixed)
         log.info(
@@ -179,6 +182,7 @@ class ProtocolSweeperImpl(Sweeper):
             (SEED_MODE, self.seed_mode),
             (FOLDER, str(folder)),
             (REPORTED, False),
+            (WORKER, this_worker()),
         ):
             trial.set_user_attr(key, value)
         overrides = [f"{p.name}={trial.params[p.name]!r}" for p in space]
@@ -253,6 +257,45 @@ def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
         return study.ask({p.name: p.distribution for p in space})
+
+
+def this_worker() -> str:
+    """This sweeper process, as recorded on the trials it launches: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_lost_trials(study: optuna.Study) -> None:
+    """Fail the running trials of gone workers: dead processes on this host at once, any
+    other once its heartbeat stopped for the grace period."""
+    fail_dead_workers(study)
+    fail_stale_trials(study)
+
+
+def fail_dead_workers(study: optuna.Study) -> None:
+    """Fail (unreported unless its evidence is stored) every running trial launched by a
+    process of this host that is gone (a kill -9): the protocol decides it again."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get(WORKER, ""))
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            try:
+                study._storage.set_trial_user_attr(
+                    trial._trial_id, ERROR, f"worker {worker} is gone"
+                )
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker failed it first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
