@@ -21,9 +21,12 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 
+from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.seeding import trial_seeds
+from gnn_convergence.study.space import parse_space
 
 SHORT = ["training.data_augmentation_loop=2"]  # 1,000 steps a run: a quick, real trial
+TINY = ["simulation=tiny", "training=tiny", *SHORT]  # a real trial in seconds
 
 
 def sweep_command(tmp_path):
@@ -163,6 +166,97 @@ def test_a_killed_sweep_resumes_at_once_and_runs_the_killed_trial_again(
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
     analysis = (tmp_path / "study" / "analysis.md").read_text()
     assert f"error: {killed.user_attrs['error']}" in analysis
+
+
+KILL_HOOK = """
+import os, signal
+import optuna
+
+def _kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if os.environ.get("KILL_AT") == "first_result":
+    _set = optuna.trial.Trial.set_user_attr
+
+    def set_user_attr(self, key, value):
+        if key.endswith("_min"):
+            _kill()
+        _set(self, key, value)
+
+    optuna.trial.Trial.set_user_attr = set_user_attr
+elif os.environ.get("KILL_AT") == "tell":
+    optuna.study.Study.tell = lambda *args, **kwargs: _kill()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", ["first_result", "tell"])
+def test_a_sweep_killed_while_it_stores_a_trial_keeps_its_evidence_or_runs_it_again(tmp_path, at):
+    """SIGKILL (a sitecustomize hook) as the sweeper stores trial 0's first result, or as it
+    tells Optuna, then the same command at once: trial 0 is run again (no failed runs), or
+    its stored runs are the real ones."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_HOOK)
+    env = os.environ | {"KILL_AT": at, "PYTHONPATH": f"{hook}:{os.environ.get('PYTHONPATH', '')}"}
+    overrides = ["hydra.sweeper.n_trials=1", "hydra.sweeper.grace_period=600", *TINY]
+    cmd = [*sweep_command(tmp_path), *overrides]
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    sweep(tmp_path, *overrides)
+    trials = load(tmp_path).get_trials()
+    first = trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL
+    space = parse_space(load(tmp_path).user_attrs["params"])
+    visits = protocol_state(trials, space).visits
+    if at == "first_result":  # not stored: no run, the start runs again
+        assert first.user_attrs["reported"] is False
+        assert [v.number for v in visits] == [1]
+        assert trials[1].user_attrs["role"] == "start" and trials[1].params == first.params
+        assert trials[1].state == optuna.trial.TrialState.COMPLETE
+    else:  # stored: the runs are the job's own, the trial counts
+        metrics = json.loads((tmp_path / "study" / "trial_0" / "metrics.json").read_text())
+        real = [s["connectivity_R2"] for s in metrics["seeds"]]
+        assert [t.number for t in trials] == [0]
+        assert [r.value for r in visits[0].runs] == pytest.approx(real)
+        assert first.user_attrs["reported"] is True
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_write_its_folder_stops_the_sweep_and_runs_again(tmp_path):
+    """A directory where trial 0 writes analysis.log after training: the job raises an
+    OSError; the trial is not a run, the sweep stops, and the rerun trains it again."""
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")  # the study and its folder
+    blocked = tmp_path / "study" / "trial_0" / "analysis.log"
+    blocked.mkdir(parents=True)
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY, check=False)
+    assert proc.returncode != 0
+    assert "trials [0] could not write their folders" in proc.stderr, proc.stderr[-3000:]
+    assert "IsADirectoryError" in proc.stderr
+    (failed,) = load(tmp_path).get_trials()
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["reported"] is False
+    assert failed.user_attrs["error"].startswith("IsADirectoryError")
+    assert "connectivity_R2" in (tmp_path / "study" / "trial_0" / "train.log").read_text()
+    blocked.rmdir()
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    trials = load(tmp_path).get_trials()
+    assert trials[1].user_attrs["role"] == "start" and trials[1].params == failed.params
+    assert trials[1].state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.slow
+def test_study_pages_that_cannot_be_written_do_not_stop_the_study(tmp_path):
+    """A directory where analysis.md goes: every pages write fails, logged; trials run."""
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")
+    (tmp_path / "study" / "analysis.md").unlink()
+    (tmp_path / "study" / "analysis.md").mkdir()
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    output = proc.stdout + proc.stderr
+    assert "cannot write its pages" in output and "IsADirectoryError" in output
+    (trial,) = load(tmp_path).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert len(trial.user_attrs["per_seed"]) == 3
 
 
 def _sigint_default() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import os
 import socket
@@ -134,6 +136,48 @@ def test_tell_records_a_raising_job_as_a_fail_trial_with_its_error(tmp_path) -> 
     assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
     assert frozen.user_attrs[REPORTED] is True
     assert "RuntimeError: out of memory" in (tmp_path / "trial_0" / "error.txt").read_text()
+
+
+def test_tell_keeps_the_error_of_a_job_whose_folder_cannot_take_error_txt(tmp_path, caplog):
+    study, trial = asked()
+    folder = tmp_path / "trial_0"
+    folder.write_text("a plain file where the trial's folder must go")
+    job = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("out of memory"))
+    with caplog.at_level(logging.ERROR):
+        assert tell(study, trial, job, folder) is True
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[REPORTED] is True
+    assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
+    assert f"{folder}: cannot write error.txt" in caplog.text
+
+
+def test_tell_leaves_a_job_that_failed_on_its_disk_unreported(tmp_path) -> None:
+    """An OSError (disk full, quota, permissions) says nothing of the config: no run."""
+    study, trial = asked()
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", "trial_0/weights.pt")
+    job = JobReturn(status=JobStatus.FAILED, _return_value=quota)
+    assert tell(study, trial, job, tmp_path / "trial_0") is False
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[REPORTED] is False
+    assert frozen.user_attrs[ERROR].startswith("OSError: [Errno 122] Disk quota exceeded")
+    assert "Disk quota exceeded" in (tmp_path / "trial_0" / "error.txt").read_text()
+
+
+def test_a_trial_is_reported_only_once_its_evidence_is_stored(tmp_path, monkeypatch) -> None:
+    """A storage error while the runs are written leaves the trial unreported: run again."""
+    study, trial = asked()
+    write = trial.set_user_attr
+
+    def hiccup(key, value):
+        if key == PER_SEED:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        write(key, value)
+
+    monkeypatch.setattr(trial, "set_user_attr", hiccup)
+    job = JobReturn(status=JobStatus.COMPLETED, _return_value=RESULT)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        tell(study, trial, job, tmp_path)
+    assert study.trials[0].user_attrs[REPORTED] is False
 
 
 def _dead_pid() -> int:

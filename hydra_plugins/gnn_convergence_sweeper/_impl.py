@@ -25,6 +25,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError, to_run_config
+from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import write_study
@@ -44,6 +45,10 @@ from gnn_convergence.study.vocabulary import (
 )
 
 log = logging.getLogger(__name__)
+
+
+class StudyError(RuntimeError):
+    """The study cannot go on as configured or as found; the message says what to change."""
 
 
 class ProtocolSweeperImpl(Sweeper):
@@ -114,7 +119,7 @@ class ProtocolSweeperImpl(Sweeper):
         OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
         while True:  # records first: they also show what a resumed study starts from
             fail_lost_trials(study)
-            write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
+            self._write_pages(study, space)
             if (done := _n_finished(study)) >= self.n_trials:
                 break
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
@@ -153,6 +158,18 @@ class ProtocolSweeperImpl(Sweeper):
             )
         return study
 
+    def _write_pages(self, study: optuna.Study, space: Sequence[Param]) -> None:
+        """The study's records and pages; a failure is logged: the trials are in storage."""
+        try:
+            write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
+        except Exception:
+            log.exception(
+                "study %s: cannot write its pages in %s; its trials are safe in storage, "
+                "`python -m gnn_convergence.report` writes the pages again",
+                self.study_name,
+                self.sweep_dir,
+            )
+
     def _run_batch(
         self,
         study: optuna.Study,
@@ -160,18 +177,26 @@ class ProtocolSweeperImpl(Sweeper):
         space: Sequence[Param],
         fixed: Sequence[str],
     ) -> None:
-        batch = [self._prepare(trial, space, fixed) for trial in trials]
         try:
+            batch = [self._prepare(trial, space, fixed) for trial in trials]
             self.validate_batch_is_legal(batch)
             with heartbeats(study, trials):
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-        except BaseException as err:  # Ctrl-C, or the launcher itself failed: no job reported
-            for trial in trials:  # a FAIL that is not a run: the protocol decides it again
-                trial.set_user_attr(ERROR, f"interrupted: {type(err).__name__} {err}".strip())
-                study.tell(trial, state=TrialState.FAIL)
+            told = [
+                tell(study, t, r, self.sweep_dir / f"trial_{t.number}")
+                for t, r in zip(trials, returns)
+            ]
+        except BaseException as err:  # Ctrl-C, the launcher or the storage failed
+            fail_untold(study, trials, err)
             raise
-        for trial, ret in zip(trials, returns):
-            tell(study, trial, ret, self.sweep_dir / f"trial_{trial.number}")
+        lost = [trial for trial, reported in zip(trials, told) if not reported]
+        if lost:
+            raise StudyError(
+                f"trials {[t.number for t in lost]} could not write their folders in "
+                f"{self.sweep_dir} ({lost[0].user_attrs[ERROR]}); "
+                "they are not runs and run again: fix the folder (disk space, quota, "
+                "permissions) and rerun the command to resume"
+            )
 
     def _prepare(
         self, trial: optuna.Trial, space: Sequence[Param], fixed: Sequence[str]
@@ -298,6 +323,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def fail_untold(study: optuna.Study, trials: Sequence[optuna.Trial], err: BaseException) -> None:
+    """Fail the trials of an interrupted batch that were not told yet; a trial whose evidence
+    is stored keeps it, any other stays unreported: the protocol decides it again."""
+    for trial in trials:
+        try:
+            if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue
+            if trial.user_attrs.get(REPORTED) is not True:
+                trial.set_user_attr(ERROR, f"interrupted: {type(err).__name__} {err}".strip())
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # the storage itself failed: the next sweep fails the trial
+            log.exception("trial %d: cannot record the interruption", trial.number)
+
+
 def fail_stale_trials(study: optuna.Study) -> None:
     """Fail trials whose heartbeat stopped (a killed job), so the protocol can retry them."""
     with warnings.catch_warnings():
@@ -314,28 +353,56 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[
         yield
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> None:
-    """Store the job's numbers on the trial and tell Optuna; an error makes a FAIL trial."""
-    trial.set_user_attr(REPORTED, True)
+def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> bool:
+    """Store the job's evidence on the trial, then mark it reported and tell Optuna; a job
+    that raised is a FAIL trial. Returns False for a job that failed on its files (an
+    OSError: disk, quota, permissions): its FAIL trial stays unreported, no run."""
     try:
         result = ret.return_value
     except Exception as err:  # the job's own exception, re-raised by Hydra
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        log.error("trial %d failed: %s", trial.number, message)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "error.txt").write_text("".join(traceback.format_exception(err)))
-        trial.set_user_attr(ERROR, message)
-        study.tell(trial, state=TrialState.FAIL)
-        return
+        return _tell_error(study, trial, err, folder)
     for key, value in trial_attrs(result).items():
         trial.set_user_attr(key, value)
     objective = result["objective"]
     if objective is None or not math.isfinite(objective):
         diverged = [s["seed"] for s in result["seeds"] if s["diverged_at_step"] is not None]
         trial.set_user_attr(ERROR, f"no finite objective: seeds {diverged} diverged")
+        _report(study, trial, state=TrialState.FAIL)
+    else:
+        _report(study, trial, objective)
+    return True
+
+
+def _tell_error(study: optuna.Study, trial: optuna.Trial, err: Exception, folder: Path) -> bool:
+    message = f"{type(err).__name__}: {err}".splitlines()[0]
+    log.error("trial %d failed: %s", trial.number, message)
+    write_error(folder, err)
+    trial.set_user_attr(ERROR, message)
+    if isinstance(err, OSError):
         study.tell(trial, state=TrialState.FAIL)
-        return
-    study.tell(trial, objective)
+        return False
+    _report(study, trial, state=TrialState.FAIL)
+    return True
+
+
+def _report(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float | None = None,
+    state: TrialState | None = None,
+) -> None:
+    """Mark the trial reported, then tell Optuna. Killed in between, the trial is failed by
+    the next sweep with its evidence, which the protocol reads."""
+    trial.set_user_attr(REPORTED, True)
+    study.tell(trial, value, state=state)
+
+
+def write_error(folder: Path, err: BaseException) -> None:
+    """The job's traceback as the trial's error.txt; a failed write is logged, not raised."""
+    try:
+        write_atomic(folder / "error.txt", "".join(traceback.format_exception(err)))
+    except OSError as write_err:
+        log.error("%s: cannot write error.txt (%s); the error is on the trial", folder, write_err)
 
 
 def trial_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
