@@ -259,6 +259,35 @@ def test_study_pages_that_cannot_be_written_do_not_stop_the_study(tmp_path):
     assert len(trial.user_attrs["per_seed"]) == 3
 
 
+@pytest.mark.slow
+def test_a_study_folder_belongs_to_one_study(tmp_path):
+    """Another storage (a new file, the in-memory one) or a mistyped one stops before any
+    training; the folder's trial and records stay as they were; its own study resumes."""
+    study = tmp_path / "study"
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    files = sorted(p for p in study.rglob("*") if p.is_file() and "trial_0" in p.parts)
+    files += [study / "trials.csv", study / "analysis.md"]
+    before = {p: p.read_bytes() for p in files}
+    (tmp_path / "other").mkdir()
+    owner = f"study 'quick' in sqlite:///{tmp_path}/studies.db"
+    for storage, message in [
+        (f"sqlite:///{tmp_path}/other/studies.db", f"not of study 'quick' in sqlite:///{tmp_path}/other"),
+        ("", "not of study 'quick' in the in-memory storage"),
+        (f"sqlite:///{tmp_path}/typo/studies.db", f"folder {tmp_path}/typo of the SQLite file"),
+    ]:  # fmt: skip
+        proc = sweep(tmp_path, f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2",
+                     *TINY, check=False)  # fmt: skip
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+        if "typo" not in storage:
+            assert f"{study} holds the trials of {owner}" in proc.stderr
+    assert not (tmp_path / "typo").exists()
+    assert not (study / "trial_1").exists()
+    assert {p: p.read_bytes() for p in files} == before
+    (study / "study.json").unlink()  # a folder from before the marker: its own trials adopt it
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    assert "quick" in (study / "study.json").read_text()
+
+
 def _sigint_default() -> None:
     """In the child before exec: SIGINT at its default, as in a terminal's foreground job.
     A shell without job control starts background commands (`pytest ... &` in a script) with

@@ -19,9 +19,12 @@ from gnn_convergence.config import ConfigError
 from gnn_convergence.study.space import parse_space
 from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
+    StudyError,
+    check_storage_folder,
     check_values,
     fail_lost_trials,
     split_arguments,
+    storage_text,
     tell,
     trial_attrs,
 )
@@ -205,3 +208,24 @@ def test_fail_lost_trials_fails_the_trials_of_a_dead_worker_on_this_host(tmp_pat
     assert gone.state == TrialState.FAIL and gone.user_attrs[REPORTED] is False
     assert gone.user_attrs[ERROR] == f"worker {host}:{dead} is gone"
     assert alive.state == elsewhere.state == TrialState.RUNNING
+
+
+def test_a_sqlite_storage_in_a_missing_folder_is_refused(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/typo/studies.db"
+    with pytest.raises(StudyError, match=f"folder {tmp_path}/typo of the SQLite file"):
+        check_storage_folder(url, tmp_path / "study")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_sqlite_storage_folder_is_created_with_the_study_folder(tmp_path) -> None:
+    """The default storage (outputs/studies.db beside outputs/studies/<name>) on a fresh clone."""
+    check_storage_folder(f"sqlite:///{tmp_path}/outputs/studies.db", tmp_path / "outputs/x/y")
+    check_storage_folder(f"sqlite:///{tmp_path}/studies.db", tmp_path / "elsewhere")
+    check_storage_folder(None, tmp_path / "study")
+
+
+def test_a_storage_is_shown_without_its_password() -> None:
+    assert storage_text("postgresql://me:secret@db:5432/studies") == (
+        "postgresql://me:***@db:5432/studies"
+    )
+    assert storage_text(None) == storage_text("") == "the in-memory storage"
