@@ -288,6 +288,25 @@ def test_a_study_folder_belongs_to_one_study(tmp_path):
     assert "quick" in (study / "study.json").read_text()
 
 
+def test_a_changed_search_space_stops_a_resumed_study(tmp_path):
+    study = tmp_path / "study"
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")
+    first = (study / "multirun.yaml").read_text()
+    wider = "training.learning_rate_start=tag(log,interval(1e-4,1e-2))"
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, check=False)
+    assert proc.returncode != 0
+    assert "tag(log, interval(1e-4, 1e-3))" in proc.stderr and wider.split("=")[1] in proc.stderr
+    assert "hydra.sweeper.allow_space_change=true" in proc.stderr
+    lr = "training.learning_rate_start"
+    assert load(tmp_path).user_attrs["params"][lr] == "tag(log, interval(1e-4, 1e-3))"
+    sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, "hydra.sweeper.allow_space_change=true")
+    assert load(tmp_path).user_attrs["params"][lr] == "tag(log,interval(1e-4,1e-2))"
+    assert (study / "multirun.yaml").read_text() == first  # the first sweep's config stays
+    assert "allow_space_change: true" in (study / "multirun_1.yaml").read_text()
+    sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, "hydra.sweeper.allow_space_change=true")
+    assert not (study / "multirun_2.yaml").exists()  # the same config again: no copy
+
+
 def _sigint_default() -> None:
     """In the child before exec: SIGINT at its default, as in a terminal's foreground job.
     A shell without job control starts background commands (`pytest ... &` in a script) with

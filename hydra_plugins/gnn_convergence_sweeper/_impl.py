@@ -34,7 +34,13 @@ from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import write_study
 from gnn_convergence.study.seeding import check_seeding
-from gnn_convergence.study.space import Param, check_space, parse_space, record_space
+from gnn_convergence.study.space import (
+    Param,
+    check_space,
+    fingerprint,
+    parse_space,
+    record_space,
+)
 from gnn_convergence.study.vocabulary import (
     DATA_SEEDS,
     ERROR,
@@ -77,6 +83,7 @@ class ProtocolSweeperImpl(Sweeper):
         n_data: int,
         heartbeat_interval: int,
         grace_period: int,
+        allow_space_change: bool = False,
         defaults: Any = None,
     ) -> None:
         if n_trials < 0 or n_jobs < 1:
@@ -94,6 +101,7 @@ class ProtocolSweeperImpl(Sweeper):
         self.rule = RobustRule(**robust)
         self.seed_mode, self.n_seeds, self.n_data = seed_mode, n_seeds, n_data
         self.heartbeat = (heartbeat_interval, grace_period)
+        self.allow_space_change = allow_space_change
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -123,8 +131,7 @@ class ProtocolSweeperImpl(Sweeper):
             robust=self.rule,
         )
         study = self._study(sampler, texts, space)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        write_config(self.config, self.sweep_dir)
         while True:  # records first: they also show what a resumed study starts from
             fail_lost_trials(study)
             self._write_pages(study, space)
@@ -149,6 +156,7 @@ class ProtocolSweeperImpl(Sweeper):
         storage = open_storage(self.storage_url, *self.heartbeat)
         study = open_study(self.study_name, storage, sampler)
         claim_folder(self.sweep_dir, study, storage_text(self.storage_url))
+        check_space_change(study, texts, space, self.allow_space_change)
         record_space(study, texts, space)
         study.set_user_attr("thresholds", dataclasses.asdict(self.thresholds))
         study.set_user_attr("robust", dataclasses.asdict(self.rule))
@@ -364,6 +372,44 @@ def _foreign_trial_folders(folder: Path, study: optuna.Study) -> list[str]:
     }
     found = sorted(folder.glob("trial_*")) if folder.is_dir() else []
     return [p.name for p in found if p.is_dir() and Path(os.path.abspath(p)) not in own]
+
+
+def check_space_change(
+    study: optuna.Study, texts: Mapping[str, str], space: Sequence[Param], allowed: bool
+) -> None:
+    """A resumed study keeps its search space unless hydra.sweeper.allow_space_change is true.
+
+    Raises:
+        StudyError: The space differs from the stored one and the change is not allowed.
+    """
+    stored = study.user_attrs.get("space_fingerprint")
+    if stored is None or stored == fingerprint(space):
+        return
+    change = (
+        f"hydra.sweeper.params: study {study.study_name!r} was run with the search space "
+        f"{study.user_attrs.get('params')}, this sweep asks for {dict(texts)}"
+    )
+    if not allowed:
+        raise StudyError(
+            f"{change}; trials of the old space would drop out of the protocol's evidence. "
+            "Restore the space, name another study (hydra.sweeper.study_name), or pass "
+            "hydra.sweeper.allow_space_change=true to go on with the new space"
+        )
+    log.warning("%s; going on with the new space (hydra.sweeper.allow_space_change)", change)
+
+
+def write_config(config: DictConfig, folder: Path) -> Path:
+    """The sweep's config as multirun.yaml; a resumed sweep with another config keeps the
+    first and writes multirun_<n>.yaml beside it, one per different config."""
+    text = OmegaConf.to_yaml(config)
+    path, n = folder / "multirun.yaml", 0
+    while path.exists():
+        if path.read_text() == text:
+            return path
+        n += 1
+        path = folder / f"multirun_{n}.yaml"
+    write_atomic(path, text)
+    return path
 
 
 def open_storage(
