@@ -424,6 +424,10 @@ def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
         ("training.learning_rate_W_start=tag(log,interval(0,1e-2))", "log"),
         ("training.batch_size=choice(8)", "training.batch_size"),
         ("hydra.sweeper.seed_mode=often", "seed_mode"),
+        (
+            "hydra.sweeper.study_name=../../../x",
+            "hydra.sweeper.study_name='../../../x' is invalid",
+        ),
         ("device=cuda:7", "device='cuda:7' is invalid: allowed is auto"),  # no such GPU here
         (
             "hydra.sweeper.storage=postgresql://postgres@127.0.0.1:1/none",

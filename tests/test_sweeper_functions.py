@@ -21,6 +21,7 @@ from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
     StudyError,
     check_storage_folder,
+    check_study_name,
     check_values,
     fail_lost_trials,
     split_arguments,
@@ -208,6 +209,17 @@ def test_fail_lost_trials_fails_the_trials_of_a_dead_worker_on_this_host(tmp_pat
     assert gone.state == TrialState.FAIL and gone.user_attrs[REPORTED] is False
     assert gone.user_attrs[ERROR] == f"worker {host}:{dead} is gone"
     assert alive.state == elsewhere.state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("name", ["quick", "my-study_2.b", "v1.0"])
+def test_a_plain_study_name_is_accepted(name) -> None:
+    check_study_name(name)
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", ".", "..", "", "a b", "/abs"])
+def test_a_study_name_that_is_not_a_plain_name_is_refused(name) -> None:
+    with pytest.raises(ValueError, match=r"hydra.sweeper.study_name=.* is invalid: allowed is"):
+        check_study_name(name)
 
 
 def test_a_sqlite_storage_in_a_missing_folder_is_refused(tmp_path) -> None:

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import traceback
@@ -58,6 +59,7 @@ from gnn_convergence.study.vocabulary import (
 log = logging.getLogger(__name__)
 
 MARKER = "study.json"  # which study a study folder belongs to
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 UUID_WAIT_S = 5.0  # how long a worker waits for the uuid of a study another worker created
 
 
@@ -90,6 +92,7 @@ class ProtocolSweeperImpl(Sweeper):
             raise ValueError(
                 f"hydra.sweeper: n_trials={n_trials} must be >= 0, n_jobs={n_jobs} >= 1"
             )
+        check_study_name(study_name)
         check_seeding(seed_mode, n_seeds, n_data)
         self.make_sampler = sampler  # a partial: the grids are known only at sweep time
         self.study_name = study_name
@@ -261,6 +264,19 @@ def check_values(space: Sequence[Param], base: DictConfig) -> None:
                 raise ConfigError(
                     f"search space {param.name}: value {value!r} is invalid: {err}"
                 ) from err
+
+
+def check_study_name(name: Any) -> None:
+    """The study name names its folder: a plain name, no path.
+
+    Raises:
+        ValueError: For anything but letters, digits, '-', '_' and '.', or for '.' and '..'.
+    """
+    if not (isinstance(name, str) and PLAIN_NAME.fullmatch(name)) or name in (".", ".."):
+        raise ValueError(
+            f"hydra.sweeper.study_name={name!r} is invalid: allowed is a plain name of letters, "
+            "digits, '-', '_' and '.' (not '.' or '..', no '/')"
+        )
 
 
 def storage_text(url: str | None) -> str:
