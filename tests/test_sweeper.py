@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -20,9 +21,12 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 
+from gnn_convergence.study.protocol import protocol_state
 from gnn_convergence.study.seeding import trial_seeds
+from gnn_convergence.study.space import parse_space
 
 SHORT = ["training.data_augmentation_loop=2"]  # 1,000 steps a run: a quick, real trial
+TINY = ["simulation=tiny", "training=tiny", *SHORT]  # a real trial in seconds
 
 
 def sweep_command(tmp_path):
@@ -132,9 +136,12 @@ def test_quick_study_runs_records_and_resumes(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path, request, backend):
-    fast_heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
-    overrides = ["hydra.sweeper.n_trials=2", *fast_heartbeat, *SHORT]
+def test_a_killed_sweep_resumes_at_once_and_runs_the_killed_trial_again(
+    tmp_path, request, backend
+):
+    """kill -9 during trial 0, the same command at once, long before the grace period ends:
+    the dead worker's trial is failed unreported and its config runs again."""
+    overrides = ["hydra.sweeper.n_trials=2", "hydra.sweeper.grace_period=600", *SHORT]
     if backend == "postgres":
         overrides.append(f"hydra.sweeper.storage={request.getfixturevalue('postgres_url')}")
     cmd = [*sweep_command(tmp_path), *overrides]
@@ -148,15 +155,156 @@ def test_a_killed_sweep_resumes_and_runs_the_killed_trial_again(tmp_path, reques
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    time.sleep(4)  # past the grace period: the killed trial's heartbeat is stale
     sweep(tmp_path, *overrides)
     trials = load(tmp_path, overrides).get_trials()
     killed = trials[0]
     assert killed.state == optuna.trial.TrialState.FAIL
     assert killed.user_attrs["reported"] is False
+    assert killed.user_attrs["error"] == f"worker {killed.user_attrs['worker']} is gone"
+    assert killed.user_attrs["worker"] == f"{socket.gethostname()}:{proc.pid}"
     assert trials[1].user_attrs["role"] == "start" and trials[1].params == killed.params
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
-    assert "killed before its job reported" in (tmp_path / "study" / "analysis.md").read_text()
+    analysis = (tmp_path / "study" / "analysis.md").read_text()
+    assert f"error: {killed.user_attrs['error']}" in analysis
+
+
+KILL_HOOK = """
+import os, signal
+import optuna
+
+def _kill():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if os.environ.get("KILL_AT") == "first_result":
+    _set = optuna.trial.Trial.set_user_attr
+
+    def set_user_attr(self, key, value):
+        if key.endswith("_min"):
+            _kill()
+        _set(self, key, value)
+
+    optuna.trial.Trial.set_user_attr = set_user_attr
+elif os.environ.get("KILL_AT") == "tell":
+    optuna.study.Study.tell = lambda *args, **kwargs: _kill()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("at", ["first_result", "tell"])
+def test_a_sweep_killed_while_it_stores_a_trial_keeps_its_evidence_or_runs_it_again(tmp_path, at):
+    """SIGKILL (a sitecustomize hook) as the sweeper stores trial 0's first result, or as it
+    tells Optuna, then the same command at once: trial 0 is run again (no failed runs), or
+    its stored runs are the real ones."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_HOOK)
+    env = os.environ | {"KILL_AT": at, "PYTHONPATH": f"{hook}:{os.environ.get('PYTHONPATH', '')}"}
+    overrides = ["hydra.sweeper.n_trials=1", "hydra.sweeper.grace_period=600", *TINY]
+    cmd = [*sweep_command(tmp_path), *overrides]
+    killed = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    sweep(tmp_path, *overrides)
+    trials = load(tmp_path).get_trials()
+    first = trials[0]
+    assert first.state == optuna.trial.TrialState.FAIL
+    space = parse_space(load(tmp_path).user_attrs["params"])
+    visits = protocol_state(trials, space).visits
+    if at == "first_result":  # not stored: no run, the start runs again
+        assert first.user_attrs["reported"] is False
+        assert [v.number for v in visits] == [1]
+        assert trials[1].user_attrs["role"] == "start" and trials[1].params == first.params
+        assert trials[1].state == optuna.trial.TrialState.COMPLETE
+    else:  # stored: the runs are the job's own, the trial counts
+        metrics = json.loads((tmp_path / "study" / "trial_0" / "metrics.json").read_text())
+        real = [s["connectivity_R2"] for s in metrics["seeds"]]
+        assert [t.number for t in trials] == [0]
+        assert [r.value for r in visits[0].runs] == pytest.approx(real)
+        assert first.user_attrs["reported"] is True
+
+
+@pytest.mark.slow
+def test_a_job_that_cannot_write_its_folder_stops_the_sweep_and_runs_again(tmp_path):
+    """A directory where trial 0 writes analysis.log after training: the job raises an
+    OSError; the trial is not a run, the sweep stops, and the rerun trains it again."""
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")  # the study and its folder
+    blocked = tmp_path / "study" / "trial_0" / "analysis.log"
+    blocked.mkdir(parents=True)
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY, check=False)
+    assert proc.returncode != 0
+    assert "trials [0] could not write their folders" in proc.stderr, proc.stderr[-3000:]
+    assert "IsADirectoryError" in proc.stderr
+    (failed,) = load(tmp_path).get_trials()
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["reported"] is False
+    assert failed.user_attrs["error"].startswith("IsADirectoryError")
+    assert "connectivity_R2" in (tmp_path / "study" / "trial_0" / "train.log").read_text()
+    blocked.rmdir()
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    trials = load(tmp_path).get_trials()
+    assert trials[1].user_attrs["role"] == "start" and trials[1].params == failed.params
+    assert trials[1].state == optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.slow
+def test_study_pages_that_cannot_be_written_do_not_stop_the_study(tmp_path):
+    """A directory where analysis.md goes: every pages write fails, logged; trials run."""
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")
+    (tmp_path / "study" / "analysis.md").unlink()
+    (tmp_path / "study" / "analysis.md").mkdir()
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    output = proc.stdout + proc.stderr
+    assert "cannot write its pages" in output and "IsADirectoryError" in output
+    (trial,) = load(tmp_path).get_trials()
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert len(trial.user_attrs["per_seed"]) == 3
+
+
+@pytest.mark.slow
+def test_a_study_folder_belongs_to_one_study(tmp_path):
+    """Another storage (a new file, the in-memory one) or a mistyped one stops before any
+    training; the folder's trial and records stay as they were; its own study resumes."""
+    study = tmp_path / "study"
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    files = sorted(p for p in study.rglob("*") if p.is_file() and "trial_0" in p.parts)
+    files += [study / "trials.csv", study / "analysis.md"]
+    before = {p: p.read_bytes() for p in files}
+    (tmp_path / "other").mkdir()
+    owner = f"study 'quick' in sqlite:///{tmp_path}/studies.db"
+    for storage, message in [
+        (f"sqlite:///{tmp_path}/other/studies.db", f"not of study 'quick' in sqlite:///{tmp_path}/other"),
+        ("", "not of study 'quick' in the in-memory storage"),
+        (f"sqlite:///{tmp_path}/typo/studies.db", f"folder {tmp_path}/typo of the SQLite file"),
+    ]:  # fmt: skip
+        proc = sweep(tmp_path, f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2",
+                     *TINY, check=False)  # fmt: skip
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
+        if "typo" not in storage:
+            assert f"{study} holds the trials of {owner}" in proc.stderr
+    assert not (tmp_path / "typo").exists()
+    assert not (study / "trial_1").exists()
+    assert {p: p.read_bytes() for p in files} == before
+    (study / "study.json").unlink()  # a folder from before the marker: its own trials adopt it
+    sweep(tmp_path, "hydra.sweeper.n_trials=1", *TINY)
+    assert "quick" in (study / "study.json").read_text()
+
+
+def test_a_changed_search_space_stops_a_resumed_study(tmp_path):
+    study = tmp_path / "study"
+    sweep(tmp_path, "hydra.sweeper.n_trials=0")
+    first = (study / "multirun.yaml").read_text()
+    wider = "training.learning_rate_start=tag(log,interval(1e-4,1e-2))"
+    proc = sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, check=False)
+    assert proc.returncode != 0
+    assert "tag(log, interval(1e-4, 1e-3))" in proc.stderr and wider.split("=")[1] in proc.stderr
+    assert "hydra.sweeper.allow_space_change=true" in proc.stderr
+    lr = "training.learning_rate_start"
+    assert load(tmp_path).user_attrs["params"][lr] == "tag(log, interval(1e-4, 1e-3))"
+    sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, "hydra.sweeper.allow_space_change=true")
+    assert load(tmp_path).user_attrs["params"][lr] == "tag(log,interval(1e-4,1e-2))"
+    assert (study / "multirun.yaml").read_text() == first  # the first sweep's config stays
+    assert "allow_space_change: true" in (study / "multirun_1.yaml").read_text()
+    sweep(tmp_path, "hydra.sweeper.n_trials=0", wider, "hydra.sweeper.allow_space_change=true")
+    assert not (study / "multirun_2.yaml").exists()  # the same config again: no copy
 
 
 def _sigint_default() -> None:
@@ -276,6 +424,10 @@ def test_a_failing_job_is_a_fail_trial_and_the_study_goes_on(tmp_path):
         ("training.learning_rate_W_start=tag(log,interval(0,1e-2))", "log"),
         ("training.batch_size=choice(8)", "training.batch_size"),
         ("hydra.sweeper.seed_mode=often", "seed_mode"),
+        (
+            "hydra.sweeper.study_name=../../../x",
+            "hydra.sweeper.study_name='../../../x' is invalid",
+        ),
         ("device=cuda:7", "device='cuda:7' is invalid: allowed is auto"),  # no such GPU here
         (
             "hydra.sweeper.storage=postgresql://postgres@127.0.0.1:1/none",

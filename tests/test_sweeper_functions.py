@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
+import os
+import socket
+import subprocess
 import time
+import warnings
 
 import optuna
 import pytest
@@ -12,10 +18,15 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError
 from gnn_convergence.study.space import parse_space
-from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED
+from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
+    StudyError,
+    check_storage_folder,
+    check_study_name,
     check_values,
+    fail_lost_trials,
     split_arguments,
+    storage_text,
     tell,
     trial_attrs,
 )
@@ -161,3 +172,104 @@ def test_tell_records_a_raising_job_as_a_fail_trial_with_its_error(tmp_path) -> 
     assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
     assert frozen.user_attrs[REPORTED] is True
     assert "RuntimeError: out of memory" in (tmp_path / "trial_0" / "error.txt").read_text()
+
+
+def test_tell_keeps_the_error_of_a_job_whose_folder_cannot_take_error_txt(tmp_path, caplog):
+    study, trial = asked()
+    folder = tmp_path / "trial_0"
+    folder.write_text("a plain file where the trial's folder must go")
+    job = JobReturn(status=JobStatus.FAILED, _return_value=RuntimeError("out of memory"))
+    with caplog.at_level(logging.ERROR):
+        assert tell(study, trial, job, folder) is True
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[REPORTED] is True
+    assert frozen.user_attrs[ERROR] == "RuntimeError: out of memory"
+    assert f"{folder}: cannot write error.txt" in caplog.text
+
+
+def test_tell_leaves_a_job_that_failed_on_its_disk_unreported(tmp_path) -> None:
+    """An OSError (disk full, quota, permissions) says nothing of the config: no run."""
+    study, trial = asked()
+    quota = OSError(errno.EDQUOT, "Disk quota exceeded", "trial_0/weights.pt")
+    job = JobReturn(status=JobStatus.FAILED, _return_value=quota)
+    assert tell(study, trial, job, tmp_path / "trial_0") is False
+    (frozen,) = study.trials
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs[REPORTED] is False
+    assert frozen.user_attrs[ERROR].startswith("OSError: [Errno 122] Disk quota exceeded")
+    assert "Disk quota exceeded" in (tmp_path / "trial_0" / "error.txt").read_text()
+
+
+def test_a_trial_is_reported_only_once_its_evidence_is_stored(tmp_path, monkeypatch) -> None:
+    """A storage error while the runs are written leaves the trial unreported: run again."""
+    study, trial = asked()
+    write = trial.set_user_attr
+
+    def hiccup(key, value):
+        if key == PER_SEED:
+            raise optuna.exceptions.StorageInternalError("database is locked")
+        write(key, value)
+
+    monkeypatch.setattr(trial, "set_user_attr", hiccup)
+    job = JobReturn(status=JobStatus.COMPLETED, _return_value=RESULT)
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        tell(study, trial, job, tmp_path)
+    assert study.trials[0].user_attrs[REPORTED] is False
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_fail_lost_trials_fails_the_trials_of_a_dead_worker_on_this_host(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path}/studies.db", heartbeat_interval=60, grace_period=600
+    )
+    study = optuna.create_study(storage=storage, direction="maximize")
+    host, dead = socket.gethostname(), _dead_pid()
+    workers = [f"{host}:{dead}", f"{host}:{os.getpid()}", "elsewhere.invalid:1"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for worker in workers:
+            trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+            trial.set_user_attr(REPORTED, False)
+            trial.set_user_attr(WORKER, worker)
+            storage.record_heartbeat(trial._trial_id)
+    fail_lost_trials(study)
+    gone, alive, elsewhere = study.get_trials()
+    assert gone.state == TrialState.FAIL and gone.user_attrs[REPORTED] is False
+    assert gone.user_attrs[ERROR] == f"worker {host}:{dead} is gone"
+    assert alive.state == elsewhere.state == TrialState.RUNNING
+
+
+@pytest.mark.parametrize("name", ["quick", "my-study_2.b", "v1.0"])
+def test_a_plain_study_name_is_accepted(name) -> None:
+    check_study_name(name)
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", ".", "..", "", "a b", "/abs"])
+def test_a_study_name_that_is_not_a_plain_name_is_refused(name) -> None:
+    with pytest.raises(ValueError, match=r"hydra.sweeper.study_name=.* is invalid: allowed is"):
+        check_study_name(name)
+
+
+def test_a_sqlite_storage_in_a_missing_folder_is_refused(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/typo/studies.db"
+    with pytest.raises(StudyError, match=f"folder {tmp_path}/typo of the SQLite file"):
+        check_storage_folder(url, tmp_path / "study")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_sqlite_storage_folder_is_created_with_the_study_folder(tmp_path) -> None:
+    """The default storage (outputs/studies.db beside outputs/studies/<name>) on a fresh clone."""
+    check_storage_folder(f"sqlite:///{tmp_path}/outputs/studies.db", tmp_path / "outputs/x/y")
+    check_storage_folder(f"sqlite:///{tmp_path}/studies.db", tmp_path / "elsewhere")
+    check_storage_folder(None, tmp_path / "study")
+
+
+def test_a_storage_is_shown_without_its_password() -> None:
+    assert storage_text("postgresql://me:secret@db:5432/studies") == (
+        "postgresql://me:***@db:5432/studies"
+    )
+    assert storage_text(None) == storage_text("") == "the in-memory storage"

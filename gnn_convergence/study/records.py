@@ -361,8 +361,15 @@ def answer_text(state: ProtocolState) -> str:
             f"Race: {len(answer.candidates)} candidates on common fresh datasets, "
             f"dropped: {dropped}"
         )
-    lines.append(f"Train it: python -m gnn_convergence.train {' '.join(overrides(state))}")
+    lines.append(f"Train it: {recommended_command(state)}")
     return "\n".join(lines) + "\n"
+
+
+def recommended_command(state: ProtocolState) -> str:
+    """The command that trains the recommended config, or ``Recommended: none (reason)``."""
+    if state.answer.recommended is None:
+        return f"Recommended: none ({state.answer.reason})"
+    return f"python -m gnn_convergence.train {' '.join(overrides(state))}"
 
 
 def overrides(state: ProtocolState, config: Config | None = None) -> list[str]:

@@ -18,7 +18,10 @@ ROLE, PARENT, CHANGE = "role", "parent", "change"
 SEEDS, DATA_SEEDS = "seeds", "data_seeds"
 # User attributes: written by the sweeper around the job
 SEED_MODE, FOLDER, OVERRIDES, ERROR = "seed_mode", "folder", "overrides", "error"
-REPORTED = "reported"  # False on a launched trial until its job has returned
+REPORTED = "reported"  # False on a launched trial until its evidence is stored
+WORKER = "worker"  # host:pid of the sweeper process that launched the trial
+# Study user attribute: the study's identity, also in its folder's study.json
+STUDY_UUID = "uuid"
 PER_SEED = "per_seed"  # one record per run: seed, data_seed, metrics, data statistics
 
 START, MOVE, RETRY, VALIDATE, PROBE, JUMP, RACE, ENQUEUED = (

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
+import os
+import re
+import socket
+import time
 import traceback
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -21,13 +27,23 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from gnn_convergence.config import check_grid, to_run_config
+from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.evidence import RobustRule
-from gnn_convergence.study.pages import write_study
+from gnn_convergence.study.pages import record_folder, write_study
+from gnn_convergence.study.records import recommended_command
+from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.seeding import check_seeding
-from gnn_convergence.study.space import Param, check_space, parse_space, record_space
+from gnn_convergence.study.space import (
+    Param,
+    check_space,
+    fingerprint,
+    parse_space,
+    record_space,
+)
 from gnn_convergence.study.storage import check_url, open_storage, safe_url
 from gnn_convergence.study.vocabulary import (
     DATA_SEEDS,
@@ -39,9 +55,19 @@ from gnn_convergence.study.vocabulary import (
     REPORTED,
     SEED_MODE,
     SEEDS,
+    STUDY_UUID,
+    WORKER,
 )
 
 log = logging.getLogger(__name__)
+
+MARKER = "study.json"  # which study a study folder belongs to
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+UUID_WAIT_S = 5.0  # how long a worker waits for the uuid of a study another worker created
+
+
+class StudyError(RuntimeError):
+    """The study cannot go on as configured or as found; the message says what to change."""
 
 
 class ProtocolSweeperImpl(Sweeper):
@@ -62,12 +88,14 @@ class ProtocolSweeperImpl(Sweeper):
         n_data: int,
         heartbeat_interval: int,
         grace_period: int,
+        allow_space_change: bool = False,
         defaults: Any = None,
     ) -> None:
         if n_trials < 0 or n_jobs < 1:
             raise ValueError(
                 f"hydra.sweeper: n_trials={n_trials} must be >= 0, n_jobs={n_jobs} >= 1"
             )
+        check_study_name(study_name)
         check_seeding(seed_mode, n_seeds, n_data)
         self.make_sampler = sampler  # a partial: the grids are known only at sweep time
         self.study_name = study_name
@@ -79,6 +107,7 @@ class ProtocolSweeperImpl(Sweeper):
         self.rule = RobustRule(**robust)
         self.seed_mode, self.n_seeds, self.n_data = seed_mode, n_seeds, n_data
         self.heartbeat = (heartbeat_interval, grace_period)
+        self.allow_space_change = allow_space_change
 
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
@@ -110,21 +139,22 @@ class ProtocolSweeperImpl(Sweeper):
             robust=self.rule,
         )
         study = self._study(sampler, texts, space)
-        self.sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(self.config, self.sweep_dir / "multirun.yaml")
+        write_config(self.config, self.sweep_dir)
         while True:  # records first: they also show what a resumed study starts from
-            write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
+            fail_lost_trials(study)
+            self._write_pages(study, space)
             if (done := _n_finished(study)) >= self.n_trials:
                 break
-            fail_stale_trials(study)
             trials = [ask(study, space) for _ in range(min(self.n_jobs, self.n_trials - done))]
             self._run_batch(study, trials, space, fixed)
         log.info(
-            "study %s: %d finished trials; records in %s",
+            "study %s: %d finished trials; records in %s; the recommended config:",
             self.study_name,
             _n_finished(study),
             self.sweep_dir,
         )
+        trials = study.get_trials(deepcopy=False)
+        print(recommended_command(protocol_state(trials, space, self.thresholds, self.rule)))
 
     def _study(
         self,
@@ -132,14 +162,12 @@ class ProtocolSweeperImpl(Sweeper):
         texts: Mapping[str, str],
         space: Sequence[Param],
     ) -> optuna.Study:
+        check_storage_folder(self.storage_url, self.sweep_dir)
         storage = open_storage(self.storage_url, *self.heartbeat)
-        study = optuna.create_study(
-            study_name=self.study_name,
-            storage=storage,
-            sampler=sampler,
-            direction="maximize",
-            load_if_exists=True,
-        )
+        study = open_study(self.study_name, storage, sampler)
+        claim_folder(self.sweep_dir, study, storage_text(self.storage_url))
+        record_folder(study, self.sweep_dir)
+        check_space_change(study, texts, space, self.allow_space_change)
         record_space(study, texts, space)
         study.set_user_attr("thresholds", dataclasses.asdict(self.thresholds))
         study.set_user_attr("robust", dataclasses.asdict(self.rule))
@@ -153,6 +181,18 @@ class ProtocolSweeperImpl(Sweeper):
             )
         return study
 
+    def _write_pages(self, study: optuna.Study, space: Sequence[Param]) -> None:
+        """The study's records and pages; a failure is logged: the trials are in storage."""
+        try:
+            write_study(study, space, self.sweep_dir, self.thresholds, self.rule)
+        except Exception:
+            log.exception(
+                "study %s: cannot write its pages in %s; its trials are safe in storage, "
+                "`python -m gnn_convergence.report` writes the pages again",
+                self.study_name,
+                self.sweep_dir,
+            )
+
     def _run_batch(
         self,
         study: optuna.Study,
@@ -160,18 +200,26 @@ class ProtocolSweeperImpl(Sweeper):
         space: Sequence[Param],
         fixed: Sequence[str],
     ) -> None:
-        batch = [self._prepare(trial, space, fixed) for trial in trials]
         try:
+            batch = [self._prepare(trial, space, fixed) for trial in trials]
             self.validate_batch_is_legal(batch)
             with heartbeats(study, trials):
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-        except BaseException as err:  # Ctrl-C, or the launcher itself failed: no job reported
-            for trial in trials:  # a FAIL that is not a run: the protocol decides it again
-                trial.set_user_attr(ERROR, f"interrupted: {type(err).__name__} {err}".strip())
-                study.tell(trial, state=TrialState.FAIL)
+            told = [
+                tell(study, t, r, self.sweep_dir / f"trial_{t.number}")
+                for t, r in zip(trials, returns)
+            ]
+        except BaseException as err:  # Ctrl-C, the launcher or the storage failed
+            fail_untold(study, trials, err)
             raise
-        for trial, ret in zip(trials, returns):
-            tell(study, trial, ret, self.sweep_dir / f"trial_{trial.number}")
+        lost = [trial for trial, reported in zip(trials, told) if not reported]
+        if lost:
+            raise StudyError(
+                f"trials {[t.number for t in lost]} could not write their folders in "
+                f"{self.sweep_dir} ({lost[0].user_attrs[ERROR]}); "
+                "they are not runs and run again: fix the folder (disk space, quota, "
+                "permissions) and rerun the command to resume"
+            )
 
     def _prepare(
         self, trial: optuna.Trial, space: Sequence[Param], fixed: Sequence[str]
@@ -182,6 +230,7 @@ class ProtocolSweeperImpl(Sweeper):
             (SEED_MODE, self.seed_mode),
             (FOLDER, str(folder)),
             (REPORTED, False),
+            (WORKER, this_worker()),
         ):
             trial.set_user_attr(key, value)
         overrides = [f"{p.name}={trial.params[p.name]!r}" for p in space]
@@ -218,11 +267,224 @@ def check_values(space: Sequence[Param], base: DictConfig, seed_mode: str) -> No
         check_grid(base, param.name, param.values)
 
 
+def check_study_name(name: Any) -> None:
+    """The study name names its folder: a plain name, no path.
+
+    Raises:
+        ValueError: For anything but letters, digits, '-', '_' and '.', or for '.' and '..'.
+    """
+    if not (isinstance(name, str) and PLAIN_NAME.fullmatch(name)) or name in (".", ".."):
+        raise ValueError(
+            f"hydra.sweeper.study_name={name!r} is invalid: allowed is a plain name of letters, "
+            "digits, '-', '_' and '.' (not '.' or '..', no '/')"
+        )
+
+
+def storage_text(url: str | None) -> str:
+    """The storage URL as shown in messages and study.json: without its password."""
+    return safe_url(url) if url else "the in-memory storage"
+
+
+def check_storage_folder(url: str | None, sweep_dir: Path) -> None:
+    """A SQLite file's folder must exist, or hold the study folder (then both are created):
+    a mistyped path is an error, not a new study.
+
+    Raises:
+        StudyError: The folder of the SQLite file does not exist.
+    """
+    if not url or not url.startswith("sqlite:"):
+        return
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return
+    folder = Path(os.path.abspath(database)).parent
+    if folder.is_dir() or folder in Path(os.path.abspath(sweep_dir)).parents:
+        return
+    raise StudyError(
+        f"hydra.sweeper.storage={storage_text(url)}: the folder {folder} of the SQLite file "
+        "does not exist; create it, or correct the path"
+    )
+
+
+def open_study(
+    name: str, storage: optuna.storages.BaseStorage | None, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    """Load the study, or create it with a new uuid (its identity, see claim_folder)."""
+    try:
+        study = optuna.create_study(
+            study_name=name, storage=storage, sampler=sampler, direction="maximize"
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    study.set_user_attr(STUDY_UUID, uuid.uuid4().hex)
+    return study
+
+
+def study_uuid(study: optuna.Study) -> str | None:
+    """The study's uuid; None for a study from before uuids. A study another worker has just
+    created gets its uuid within moments: wait for it while the study is bare."""
+    deadline = time.monotonic() + UUID_WAIT_S
+    while True:
+        attrs = study.user_attrs
+        bare = not attrs and not study.get_trials(deepcopy=False)
+        if STUDY_UUID in attrs or not bare or time.monotonic() > deadline:
+            return attrs.get(STUDY_UUID)
+        time.sleep(0.1)
+
+
+def claim_folder(folder: Path, study: optuna.Study, storage: str) -> None:
+    """Check that the study folder is new or this study's, then mark it as this study's.
+
+    A folder's study.json names its study; a folder without one (from before study.json) is
+    this study's when every trial folder in it is one of the study's trials.
+
+    Raises:
+        StudyError: The folder holds another study's trials (nothing is written then).
+    """
+    owner = study_uuid(study)
+    marker = _read_marker(folder)
+    if marker is not None and marker.get("uuid") != owner:
+        raise StudyError(
+            f"{folder} holds the trials of study {marker.get('study_name')!r} in "
+            f"{marker.get('storage')}, not of study {study.study_name!r} in {storage} "
+            f"({folder / MARKER}): a study folder belongs to one study. Resume that study "
+            "with its storage (hydra.sweeper.storage), or give this one another folder "
+            "(hydra.sweep.dir) or name (hydra.sweeper.study_name)"
+        )
+    if marker is None or owner is None:
+        strangers = _foreign_trial_folders(folder, study)
+        if strangers:
+            raise StudyError(
+                f"{folder} holds trial folders ({', '.join(strangers[:5])}) that study "
+                f"{study.study_name!r} in {storage} does not hold: a study folder belongs to "
+                "one study. Use that study's storage (hydra.sweeper.storage), or give this "
+                "one another folder (hydra.sweep.dir) or name (hydra.sweeper.study_name)"
+            )
+    if marker is None:
+        text = {"study_name": study.study_name, "storage": storage, "uuid": owner}
+        write_atomic(folder / MARKER, json.dumps(text, indent=2) + "\n")
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    path = folder / MARKER
+    if not path.exists():
+        return None
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise StudyError(
+            f"cannot read {path} ({err}): it names the study of this folder; "
+            "restore it, or give this study another folder (hydra.sweep.dir)"
+        ) from err
+
+
+def _foreign_trial_folders(folder: Path, study: optuna.Study) -> list[str]:
+    """Trial folders in ``folder`` that are not the folders of the study's trials."""
+    own = {
+        Path(os.path.abspath(t.user_attrs[FOLDER]))
+        for t in study.get_trials(deepcopy=False)
+        if FOLDER in t.user_attrs
+    }
+    found = sorted(folder.glob("trial_*")) if folder.is_dir() else []
+    return [p.name for p in found if p.is_dir() and Path(os.path.abspath(p)) not in own]
+
+
+def check_space_change(
+    study: optuna.Study, texts: Mapping[str, str], space: Sequence[Param], allowed: bool
+) -> None:
+    """A resumed study keeps its search space unless hydra.sweeper.allow_space_change is true.
+
+    Raises:
+        StudyError: The space differs from the stored one and the change is not allowed.
+    """
+    stored = study.user_attrs.get("space_fingerprint")
+    if stored is None or stored == fingerprint(space):
+        return
+    change = (
+        f"hydra.sweeper.params: study {study.study_name!r} was run with the search space "
+        f"{study.user_attrs.get('params')}, this sweep asks for {dict(texts)}"
+    )
+    if not allowed:
+        raise StudyError(
+            f"{change}; trials of the old space would drop out of the protocol's evidence. "
+            "Restore the space, name another study (hydra.sweeper.study_name), or pass "
+            "hydra.sweeper.allow_space_change=true to go on with the new space"
+        )
+    log.warning("%s; going on with the new space (hydra.sweeper.allow_space_change)", change)
+
+
+def write_config(config: DictConfig, folder: Path) -> Path:
+    """The sweep's config as multirun.yaml; a resumed sweep with another config keeps the
+    first and writes multirun_<n>.yaml beside it, one per different config."""
+    text = OmegaConf.to_yaml(config)
+    path, n = folder / "multirun.yaml", 0
+    while path.exists():
+        if path.read_text() == text:
+            return path
+        n += 1
+        path = folder / f"multirun_{n}.yaml"
+    write_atomic(path, text)
+    return path
+
+
 def ask(study: optuna.Study, space: Sequence[Param]) -> optuna.Trial:
     """A new trial with the sampler's params; heartbeats are ours to record (see heartbeats)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
         return study.ask({p.name: p.distribution for p in space})
+
+
+def this_worker() -> str:
+    """This sweeper process, as recorded on the trials it launches: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def fail_lost_trials(study: optuna.Study) -> None:
+    """Fail the running trials of gone workers: dead processes on this host at once, any
+    other once its heartbeat stopped for the grace period."""
+    fail_dead_workers(study)
+    fail_stale_trials(study)
+
+
+def fail_dead_workers(study: optuna.Study) -> None:
+    """Fail (unreported unless its evidence is stored) every running trial launched by a
+    process of this host that is gone (a kill -9): the protocol decides it again."""
+    host = socket.gethostname()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = str(trial.user_attrs.get(WORKER, ""))
+        name, _, pid = worker.rpartition(":")
+        if name == host and pid.isdigit() and not _alive(int(pid)):
+            try:
+                study._storage.set_trial_user_attr(
+                    trial._trial_id, ERROR, f"worker {worker} is gone"
+                )
+                study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # another worker failed it first
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def fail_untold(study: optuna.Study, trials: Sequence[optuna.Trial], err: BaseException) -> None:
+    """Fail the trials of an interrupted batch that were not told yet; a trial whose evidence
+    is stored keeps it, any other stays unreported: the protocol decides it again."""
+    for trial in trials:
+        try:
+            if study._storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+                continue
+            if trial.user_attrs.get(REPORTED) is not True:
+                trial.set_user_attr(ERROR, f"interrupted: {type(err).__name__} {err}".strip())
+            study.tell(trial, state=TrialState.FAIL)
+        except Exception:  # the storage itself failed: the next sweep fails the trial
+            log.exception("trial %d: cannot record the interruption", trial.number)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -241,28 +503,56 @@ def heartbeats(study: optuna.Study, trials: Sequence[optuna.Trial]) -> Iterator[
         yield
 
 
-def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> None:
-    """Store the job's numbers on the trial and tell Optuna; an error makes a FAIL trial."""
-    trial.set_user_attr(REPORTED, True)
+def tell(study: optuna.Study, trial: optuna.Trial, ret: JobReturn, folder: Path) -> bool:
+    """Store the job's evidence on the trial, then mark it reported and tell Optuna; a job
+    that raised is a FAIL trial. Returns False for a job that failed on its files (an
+    OSError: disk, quota, permissions): its FAIL trial stays unreported, no run."""
     try:
         result = ret.return_value
     except Exception as err:  # the job's own exception, re-raised by Hydra
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        log.error("trial %d failed: %s", trial.number, message)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "error.txt").write_text("".join(traceback.format_exception(err)))
-        trial.set_user_attr(ERROR, message)
-        study.tell(trial, state=TrialState.FAIL)
-        return
+        return _tell_error(study, trial, err, folder)
     for key, value in trial_attrs(result).items():
         trial.set_user_attr(key, value)
     objective = result["objective"]
     if objective is None or not math.isfinite(objective):
         diverged = [s["seed"] for s in result["seeds"] if s["diverged_at_step"] is not None]
         trial.set_user_attr(ERROR, f"no finite objective: seeds {diverged} diverged")
+        _report(study, trial, state=TrialState.FAIL)
+    else:
+        _report(study, trial, objective)
+    return True
+
+
+def _tell_error(study: optuna.Study, trial: optuna.Trial, err: Exception, folder: Path) -> bool:
+    message = f"{type(err).__name__}: {err}".splitlines()[0]
+    log.error("trial %d failed: %s", trial.number, message)
+    write_error(folder, err)
+    trial.set_user_attr(ERROR, message)
+    if isinstance(err, OSError):
         study.tell(trial, state=TrialState.FAIL)
-        return
-    study.tell(trial, objective)
+        return False
+    _report(study, trial, state=TrialState.FAIL)
+    return True
+
+
+def _report(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    value: float | None = None,
+    state: TrialState | None = None,
+) -> None:
+    """Mark the trial reported, then tell Optuna. Killed in between, the trial is failed by
+    the next sweep with its evidence, which the protocol reads."""
+    trial.set_user_attr(REPORTED, True)
+    study.tell(trial, value, state=state)
+
+
+def write_error(folder: Path, err: BaseException) -> None:
+    """The job's traceback as the trial's error.txt; a failed write is logged, not raised."""
+    try:
+        write_atomic(folder / "error.txt", "".join(traceback.format_exception(err)))
+    except OSError as write_err:
+        log.error("%s: cannot write error.txt (%s); the error is on the trial", folder, write_err)
 
 
 def trial_attrs(result: Mapping[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class ProtocolSweeperConf:
     n_data: int = 1
     heartbeat_interval: int = 30  # seconds between a running trial's heartbeats
     grace_period: int = 120  # a trial without a heartbeat for this long was killed: failed
+    # resume with a search space other than the stored one (its earlier trials then drop out
+    # of the protocol's evidence); false: such a resume stops before any training
+    allow_space_change: bool = False
 
 
 ConfigStore.instance().store(
