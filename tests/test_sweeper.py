@@ -21,7 +21,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from hydra.plugins.sweeper import Sweeper
 
-from gnn_convergence.study.protocol import protocol_state
+from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.seeding import trial_seeds
 from gnn_convergence.study.space import parse_space
 
