@@ -477,3 +477,34 @@ def test_optuna_dashboard_reads_the_study(tmp_path):
         assert attrs["role"] == "start" and "0.95" in attrs["per_seed"]
     finally:
         server.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("space", "reason"),
+    [
+        (  # one swept parameter, a budget too small to validate: the start converges
+            [
+                "hydra.sweeper.params={training.learning_rate_W_start: 'choice(1e-2, 2e-2)'}",
+                "hydra.sweeper.n_trials=1",
+            ],
+            "no config has been validated on fresh datasets yet",
+        ),
+        (  # nothing converges: learning rates far too small for 1,000 steps
+            [
+                "hydra.sweeper.params={training.learning_rate_W_start: 'choice(1e-7, 2e-7)'}",
+                "training.learning_rate_W_start=1e-7",
+                "hydra.sweeper.n_trials=3",
+                *SHORT,
+            ],
+            "no config converged in a share of its runs >= level 0.6",
+        ),
+    ],
+)
+def test_a_study_without_an_answer_says_why(tmp_path, space, reason):
+    proc = sweep(tmp_path, "simulation=tiny", "training=tiny", *space)
+    assert proc.stdout.strip().splitlines()[-1].startswith(f"Recommended: none ({reason}")
+    text = (tmp_path / "study" / "analysis.md").read_text()
+    assert f"## Answer\n\nRecommended: none\nReason: {reason}" in text
+    answer = json.loads((tmp_path / "study" / "answer.json").read_text())
+    assert answer["recommended"] is None and answer["reason"].startswith(reason)
