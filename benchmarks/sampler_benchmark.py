@@ -38,7 +38,7 @@ World model (per run). A config c has a latent quality q(c) = max(q1(c), q2(c)):
 Calibration, from the measured runs of this repository and the project's notes:
 
 - the default start (lr_W 1e-3, lr 5e-4, L1 5e-6, batch 8) gave 0.741, 0.746, 0.725 on one
-  dataset (README "Measured"): partial, little spread between training seeds (s_e << s_d).
+  dataset (benchmarks/README.md): partial, little spread between training seeds (s_e << s_d).
   Here q = -1.555: rate 0.06 (low) / 0.34 (high), typical partial values 0.55 / 0.75;
 - lr_W 2e-3 with lr 1e-4 converged on that dataset (0.94 .. 0.96), and lr_W 2e-3 once gave
   0.9999, 0.9999, 0.47 on three datasets: here (2e-3, 1e-4, 5e-6, 8) has rate 0.67 (low);
