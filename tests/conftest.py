@@ -61,16 +61,23 @@ def _postgres_binary(name: str) -> str | None:
     return found if isinstance(found, str) else (found[-1] if found else None)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package), or a skip."""
+def serve_postgres(password: str | None = None):
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package), or a skip:
+    yields its URL as the superuser postgres, whose password is ``password`` (scram-sha-256)
+    when given, else any connection is trusted."""
     initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
     pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
     root = Path(tempfile.mkdtemp(prefix="gnn-convergence-postgres-"))  # pytest's tmp is 0700
+    auth = ["-A", "trust"]
+    if password is not None:
+        (root / "pwfile").write_text(password)
+        auth = ["-A", "scram-sha-256", f"--pwfile={root / 'pwfile'}"]
     as_owner = []
     if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
+        for path in root.rglob("*"):
+            shutil.chown(path, "postgres")
         shutil.chown(root, "postgres")
         as_owner = ["runuser", "-u", "postgres", "--"]
     with socket.socket() as s:
@@ -78,7 +85,7 @@ def postgres_server():
         port = s.getsockname()[1]
     data = root / "data"
     run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
-    run([*as_owner, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"])
+    run([*as_owner, initdb, "-D", str(data), *auth, "-U", "postgres"])
     options = f"-p {port} -h 127.0.0.1 -k {root}"
     run(
         [*as_owner, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
@@ -88,6 +95,12 @@ def postgres_server():
     finally:
         run([*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"])
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server that trusts every connection (see serve_postgres)."""
+    yield from serve_postgres()
 
 
 @pytest.fixture

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import multiprocessing
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import _postgres_binary
+from conftest import serve_postgres
 
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.storage import StorageError, open_storage, safe_url
@@ -95,33 +91,7 @@ def test_a_url_with_a_password_is_refused_before_anything_is_written(tmp_path, u
 def password_server():
     """A PostgreSQL server that checks passwords (scram-sha-256); yields its superuser URL
     without the password, which is ``PASSWORD``."""
-    initdb, pg_ctl = _postgres_binary("initdb"), _postgres_binary("pg_ctl")
-    if not (initdb and pg_ctl):
-        pytest.skip("PostgreSQL server binaries not installed (Debian package postgresql)")
-    pytest.importorskip("psycopg", reason="the postgres extra (psycopg) is not installed")
-    root = Path(tempfile.mkdtemp(prefix="gnn-convergence-postgres-"))
-    (root / "pwfile").write_text(PASSWORD)
-    as_owner = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as the postgres user
-        for path in (root, root / "pwfile"):
-            shutil.chown(path, "postgres")
-        as_owner = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    data = root / "data"
-    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
-    auth = ["-A", "scram-sha-256", f"--pwfile={root / 'pwfile'}"]
-    run([*as_owner, initdb, "-D", str(data), *auth, "-U", "postgres"])
-    options = f"-p {port} -h 127.0.0.1 -k {root}"
-    run(
-        [*as_owner, pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"]
-    )
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        run([*as_owner, pg_ctl, "-D", str(data), "-m", "immediate", "stop"])
-        shutil.rmtree(root, ignore_errors=True)
+    yield from serve_postgres(PASSWORD)
 
 
 @pytest.fixture
