@@ -10,13 +10,18 @@ import socket
 import subprocess
 import time
 import warnings
+from dataclasses import asdict
+from pathlib import Path
 
 import optuna
 import pytest
 from hydra.core.utils import JobReturn, JobStatus
+from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError
+from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.space import parse_space
 from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
@@ -30,6 +35,7 @@ from hydra_plugins.gnn_convergence_sweeper._impl import (
     tell,
     trial_attrs,
 )
+from hydra_plugins.gnn_convergence_sweeper.sweeper import RobustConf, ThresholdsConf
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -273,3 +279,14 @@ def test_a_storage_is_shown_without_its_password() -> None:
         "postgresql://me:***@db:5432/studies"
     )
     assert storage_text(None) == storage_text("") == "the in-memory storage"
+
+
+def test_the_sweeper_schema_and_the_default_study_spell_the_rules_defaults() -> None:
+    """Thresholds and the robust rule have one set of defaults: the dataclasses the protocol
+    uses, the sweeper's schema and conf/hydra/sweeper/convergence.yaml agree."""
+    assert asdict(ThresholdsConf()) == asdict(Thresholds())
+    assert asdict(RobustConf()) == asdict(RobustRule())
+    conf = Path(__file__).resolve().parents[1] / "conf" / "hydra" / "sweeper" / "convergence.yaml"
+    study = OmegaConf.load(conf).sweeper
+    assert OmegaConf.to_container(study.thresholds) == asdict(Thresholds())
+    assert OmegaConf.to_container(study.robust) == asdict(RobustRule())
