@@ -230,23 +230,6 @@ def test_a_one_parameter_study_writes_every_record_and_page(tmp_path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore:Choices for a categorical distribution:UserWarning")
-def test_list_valued_choices_are_drawn_as_categories(tmp_path) -> None:
-    """training.seeds=choice([0,1,2],[3,4,5]): list values, and a label (seeds) that is also
-    a column of the trial table."""
-    space = {
-        "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
-        "training.seeds": "choice([0,1,2],[3,4,5])",
-    }
-    study = sweeper_study(f"sqlite:///{tmp_path}/studies.db", space)
-    params = pages.study_params(study)
-    pages.write_study(study, params, tmp_path / "out")
-    demo = Demo(study, params)
-    pair = maps.pair_figure(demo.frame, demo.state, *params)
-    trials = by_name(pair, "trial (colour: class)")
-    assert set(trials.y) == {0, 1} and "seeds=[0, 1, 2]" in " ".join(trials.hovertext)
-    assert maps.axis(params[1])["ticktext"] == ["[0, 1, 2]", "[3, 4, 5]"]
-
-
 class _Quiet(WSGIRequestHandler):
     def log_message(self, *args):
         pass
