@@ -133,7 +133,7 @@ def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     drawn = {(*walk.x[i : i + 2], *walk.y[i : i + 2]) for i in range(0, len(walk.x), 3)}
     assert len(links) > 1 and drawn == {(a, c, b, d) for a, b, c, d in links}
     robust = [view.state.values(c) for c in view.state.robust_configs()]
-    assert len(robust) == 2
+    assert len(robust) == 4
     assert list(traces["robust config"].x) == pytest.approx([r[X_KEY] for r in robust])
     assert len(traces["trial (colour: class)"].x) == len(trials)
     assert len(traces["probe boundary"].x) > 0
