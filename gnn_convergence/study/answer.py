@@ -114,7 +114,7 @@ def study_answer(
     """The answer the evidence gives (see the module docstring)."""
     inside = [c for c, ev in evidence.items() if ev.inside]
     ranked = sorted(inside, key=lambda c: _rank(c, evidence, params))
-    candidates = _with_interior_neighbours(ranked, params, evidence, rule)
+    candidates = _with_interior_neighbours(ranked, params, evidence)
     candidates = candidates[: rule.race_candidates]
     racing, dropped = _race(candidates, evidence, rule)
     race_owed = _race_owed(racing, evidence, rule.race_rounds) if len(racing) > 1 else ()
@@ -161,10 +161,7 @@ def _margin(config: Config, evidence: Mapping[Config, Evidence], params) -> int:
 
 
 def _with_interior_neighbours(
-    ranked: Sequence[Config],
-    params: Sequence[Param],
-    evidence: Mapping[Config, Evidence],
-    rule: RobustRule,
+    ranked: Sequence[Config], params: Sequence[Param], evidence: Mapping[Config, Evidence]
 ) -> list[Config]:
     """The ranked candidates with the leader's one-step neighbours away from a neighbour
     judged outside (or not inside) inserted right after the leader."""
