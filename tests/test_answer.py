@@ -82,3 +82,11 @@ def test_inside_configs_joined_by_one_step_moves_are_one_region() -> None:
     evidence = {c: Evidence(tuple(validated(i, c)), RULE) for i, c in enumerate((A, B, C, far))}
     found = regions([A, B, C, far], evidence, PARAMS)
     assert [r.configs for r in found] == [tuple(sorted((A, B, C))), (far,)]
+
+
+def test_a_dataset_that_failed_at_every_inside_config_is_hard() -> None:
+    a = validated(0, A, (True, True, False, True, True, True))  # dataset 1002 fails
+    b = [*validated(2, B), visit(9, B, "probe", (False, True, True), (1002, 1000, 1001))]
+    result = answer({A: a, B: b})
+    assert [(h.data_seed, h.runs, h.configs) for h in result.hard] == [(1002, 2, 2)]
+    assert result.datasets_inside == 12

@@ -275,9 +275,13 @@ def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, 
     assert answer[0] == "Recommended: lr_W=0.001, lr=0.0005, coeff_W_L1=5e-06, batch_size=8"
     assert answer[1].startswith("Runs: 18 on fresh datasets, 18 converged; rate 0.95 (90% > 0.89)")
     assert answer[1].endswith("(robust claims rate > 0.6 with 90% credibility)")
-    assert answer[-1] == (
+    assert answer[-2] == (
         "Train it: python -m gnn_convergence.train training.learning_rate_W_start=0.001 "
         "training.learning_rate_start=0.0005 training.coeff_W_L1=5e-06 training.batch_size=8"
+    )
+    assert answer[-1] == (
+        "Datasets that failed at every config judged inside: none; 0 of 75 datasets run at "
+        "inside configs (90% interval 0.00-0.04)"
     )
     record = json.loads((tmp_path / "answer.json").read_text())
     assert record["recommended"]["params"] == {
@@ -303,6 +307,7 @@ def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, 
         }
     ]
     assert len(record["regions"]) == 1 and record["regions"][0]["configs"] == 10
+    assert record["hard_datasets"] == [] and record["datasets_inside"] == 75
 
 
 def test_a_study_where_nothing_converges_recommends_none_with_the_reason(tmp_path) -> None:

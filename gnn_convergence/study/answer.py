@@ -8,7 +8,9 @@ round k is the same datasets for every candidate. After each round a candidate i
 the exact sign test on the datasets where it and the leader disagree says it is worse
 (p < 1 - credibility); the race ends with one survivor or after ``rule.race_rounds`` rounds. The
 recommended config has the highest lower credible bound of its rate on fresh runs; ties go to
-the config farther (in grid steps) from the nearest outside point, then to more runs.
+the config farther (in grid steps) from the nearest outside point, then to more runs. A
+dataset whose runs failed at every config judged inside that it was run at is **hard**: no
+training config of the study fixes it.
 """
 
 from __future__ import annotations
@@ -90,6 +92,15 @@ class Region:
 
 
 @dataclass(frozen=True)
+class HardData:
+    """A dataset that no config judged inside converged on: its seed, runs and configs."""
+
+    data_seed: int
+    runs: int
+    configs: int
+
+
+@dataclass(frozen=True)
 class Answer:
     """What the study recommends and how far one can move from it, so far."""
 
@@ -104,6 +115,8 @@ class Answer:
     bands: tuple[Band, ...]
     probes_owed: tuple[Probe, ...]
     regions: tuple[Region, ...]
+    hard: tuple[HardData, ...]
+    datasets_inside: int  # datasets with runs at configs judged inside
 
 
 def study_answer(
@@ -145,6 +158,24 @@ def study_answer(
         bands=tuple(r for r in rays if isinstance(r, Band)),
         probes_owed=tuple(r for r in rays if isinstance(r, Probe)),
         regions=regions(inside, evidence, params),
+        hard=hard_datasets(inside, evidence),
+        datasets_inside=len({r.data_seed for c in inside for r in evidence[c].runs} - {None}),
+    )
+
+
+def hard_datasets(
+    inside: Sequence[Config], evidence: Mapping[Config, Evidence]
+) -> tuple[HardData, ...]:
+    """Datasets run at configs judged inside on which none of those runs converged."""
+    runs: dict[int, list] = {}
+    for config in inside:
+        for run in evidence[config].runs:
+            if run.data_seed is not None:
+                runs.setdefault(run.data_seed, []).append((config, run))
+    return tuple(
+        HardData(seed, len(found), len({c for c, _ in found}))
+        for seed, found in sorted(runs.items())
+        if not any(run.converged for _, run in found)
     )
 
 

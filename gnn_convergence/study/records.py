@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
-from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule
+from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
 from gnn_convergence.study.replay import (
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
@@ -362,7 +362,20 @@ def answer_text(state: ProtocolState) -> str:
             f"dropped: {dropped}"
         )
     lines.append(f"Train it: {recommended_command(state)}")
+    lines.append(hard_text(state))
     return "\n".join(lines) + "\n"
+
+
+def hard_text(state: ProtocolState) -> str:
+    """The datasets no config judged inside converged on, and their share with its interval."""
+    answer, mass = state.answer, state.rule.credibility
+    hard, n = len(answer.hard), answer.datasets_inside
+    seeds = ", ".join(f"{h.data_seed} ({h.runs} runs, {h.configs} configs)" for h in answer.hard)
+    low, high = lower_bound(hard, n, (1 + mass) / 2), 1 - lower_bound(n - hard, n, (1 + mass) / 2)
+    return (
+        f"Datasets that failed at every config judged inside: {seeds or 'none'}; "
+        f"{hard} of {n} datasets run at inside configs ({mass:.0%} interval {low:.2f}-{high:.2f})"
+    )
 
 
 def recommended_command(state: ProtocolState) -> str:
@@ -404,6 +417,10 @@ def answer_record(state: ProtocolState) -> dict[str, Any]:
         "regions": [
             {"configs": len(r.configs), "best": state.values(r.best)} for r in answer.regions
         ],
+        "hard_datasets": [
+            {"data_seed": h.data_seed, "runs": h.runs, "configs": h.configs} for h in answer.hard
+        ],
+        "datasets_inside": answer.datasets_inside,
     }
 
 
