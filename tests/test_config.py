@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,13 +14,36 @@ from omegaconf import OmegaConf
 
 from gnn_convergence.config import ConfigError, RunConfig, steps_per_epoch, to_run_config
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
+OPTIONS = sorted(
+    (f.parent.name, f.stem) for group in ("simulation", "model", "training")
+    for f in (CONF / group).glob("*.yaml")
+)  # fmt: skip
 
-@pytest.mark.parametrize("simulation", ["chaotic", "chaotic_dale", "tiny"])
-@pytest.mark.parametrize("training", ["default", "tiny"])
-def test_every_group_option_composes(simulation, training, make_config):
-    cfg = to_run_config(make_config([f"simulation={simulation}", f"training={training}"]))
-    assert cfg.simulation.n_neurons >= 2
-    assert steps_per_epoch(cfg.training, cfg.simulation) >= 1
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS)
+def test_every_group_option_composes_with_its_own_values(group, option, make_config):
+    """Each option file of conf/ composes into a valid run whose keys hold the file's values."""
+    cfg = OmegaConf.structured(to_run_config(make_config([f"{group}={option}"])))
+    own = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
+    for key, value in _leaves(own):
+        assert OmegaConf.select(cfg, f"{group}.{key}") == value, key
+
+
+def test_the_options_are_found() -> None:
+    assert {("simulation", "chaotic_dale"), ("training", "quick"), ("model", "default")} <= set(
+        OPTIONS
+    )
 
 
 def test_default_is_the_seed_start_point(make_config):
