@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import multiprocessing
 import subprocess
@@ -686,3 +687,22 @@ def test_studies_of_different_sampler_seeds_share_no_run_and_each_replays() -> N
     assert runs(first)[1].isdisjoint(runs(second)[1])
     assert [decision(t) for t in second.trials] == [decision(t) for t in again.trials]
     assert runs(second) == runs(again)
+
+
+def test_the_demo_study_decides_what_it_decided_when_recorded() -> None:
+    """A recorded replay: 60 trials of the synthetic demo study, their roles, configs and
+    datasets, as this protocol decided them when tests/data/demo_decisions.json was written.
+    A change that is meant to keep the protocol's behaviour must keep this file."""
+    from gnn_convergence.study.demo import demo_study
+
+    recorded = json.loads((Path(__file__).parent / "data" / "demo_decisions.json").read_text())
+    study, _ = demo_study(n_trials=60)
+    decided = [
+        [
+            t.system_attrs[DECISION]["role"],
+            t.system_attrs[DECISION]["config"],
+            t.user_attrs["data_seeds"],
+        ]
+        for t in study.trials
+    ]
+    assert decided == recorded
