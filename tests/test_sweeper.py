@@ -453,16 +453,12 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def test_optuna_dashboard_reads_the_study(tmp_path):
+@pytest.mark.slow
+def test_optuna_dashboard_reads_a_study_the_sweeper_wrote(tmp_path):
     from optuna_dashboard import wsgi
 
+    sweep(tmp_path, "simulation=tiny", "training=tiny", "hydra.sweeper.n_trials=1", *SHORT)
     storage = f"sqlite:///{tmp_path}/studies.db"
-    study = optuna.create_study(study_name="quick", storage=storage, direction="maximize")
-    trial = study.ask()
-    trial.suggest_float("training.learning_rate_W_start", 1e-4, 1e-2, log=True)
-    trial.set_user_attr("role", "start")
-    trial.set_user_attr("per_seed", [{"seed": 0, "connectivity_R2": 0.95}])
-    study.tell(trial, 0.95)
     server = make_server("127.0.0.1", 0, wsgi(storage), handler_class=_Quiet)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -473,8 +469,14 @@ def test_optuna_dashboard_reads_the_study(tmp_path):
         detail = json.load(
             urllib.request.urlopen(f"{base}/api/studies/{summary['study_id']}?after=0", timeout=30)
         )
-        attrs = {a["key"]: a["value"] for a in detail["trials"][0]["user_attrs"]}
-        assert attrs["role"] == "start" and "0.95" in attrs["per_seed"]
+        trial = detail["trials"][0]
+        attrs = {a["key"]: a["value"] for a in trial["user_attrs"]}
+        assert attrs["role"] == "start" and '"connectivity_R2"' in attrs["per_seed"]
+        assert {p["name"] for p in trial["params"]} >= {"training.learning_rate_W_start"}
+        stored = load(tmp_path).trials[0]
+        assert trial["values"] == [stored.value] and attrs["seeds"] == str(
+            stored.user_attrs["seeds"]
+        )
     finally:
         server.shutdown()
 
