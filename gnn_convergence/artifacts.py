@@ -61,7 +61,7 @@ def metrics_dict(result: RunResult) -> dict[str, Any]:
     out = result.to_dict()
     if result.curve is not None:
         out["curve"] = result.curve.to_dict()
-    return _json_safe(out)
+    return json_safe(out)
 
 
 def write_run(
@@ -90,12 +90,12 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """NaN and infinity become null so metrics.json is strict JSON."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

@@ -64,7 +64,7 @@ def _log(param: Param) -> bool:
     return param.log and _numeric(param)
 
 
-def _u(param: Param, value: Any) -> float | None:
+def _position(param: Param, value: Any) -> float | None:
     """Position on the parameter's axis scale: log10 on a log axis, the index for a choice."""
     if missing(value):
         return None
@@ -85,7 +85,7 @@ def _axis_value(param: Param, u: float | None) -> float | None:
 
 def _grid(param: Param) -> list[float]:
     """Axis-scale positions of the grid values."""
-    return [_u(param, v) for v in param.values]
+    return [_position(param, v) for v in param.values]
 
 
 def _step(param: Param) -> float:
@@ -235,7 +235,7 @@ def _param_boundaries(state: ProtocolState, param: Param) -> list[tuple[float, s
         if b.param != param.name or b.outside is None:
             continue
         inside, outside = (param.values[i] for i in (b.inside, b.outside))
-        mid = _axis_value(param, (_u(param, inside) + _u(param, outside)) / 2)
+        mid = _axis_value(param, (_position(param, inside) + _position(param, outside)) / 2)
         text = (
             f"probe boundary from trial {state.first_number(b.origin)} ({b.side} side): "
             f"{param.label} {value_text(inside)} {b.inside_runs[0]}/{b.inside_runs[1]} runs "
@@ -254,7 +254,7 @@ def slice_figure(
     """One parameter against connectivity_R2: every seed (a seed without a value as x at 0),
     each trial's minimum, the thresholds and the probe boundaries; running trials at 0."""
     rows = _rows(frame, state.params)
-    us = [_u(param, v) for v in rows[column(param)]]
+    us = [_position(param, v) for v in rows[column(param)]]
     rows["x"] = _spread(param, us, us)
     seeds = [
         (row, None if missing(v := row[f"seed_{i}_connectivity_R2"]) else float(v))
@@ -334,7 +334,7 @@ def _estimate_trace(
     cells: dict[tuple[float, float], list[bool]] = defaultdict(list)
     done = rows[rows["state"].isin(FINISHED_NAMES)]
     for _, row in done.iterrows():
-        cell = (_u(x, row[column(x)]), _u(y, row[column(y)]))
+        cell = (_position(x, row[column(x)]), _position(y, row[column(y)]))
         if None not in cell:
             cells[cell] += [classify(v, thresholds) == CONVERGED for v in _run_values(row)]
     if not cells:
@@ -367,7 +367,7 @@ def pair_figure(
     """Every trial placed by two parameters, coloured by class, with the robust configs, the
     probe boundaries and the estimated working-region boundary (explained under the plot)."""
     rows = _rows(frame, state.params)
-    us = [(_u(x, a), _u(y, b)) for a, b in zip(rows[column(x)], rows[column(y)])]
+    us = [(_position(x, a), _position(y, b)) for a, b in zip(rows[column(x)], rows[column(y)])]
     fig = go.Figure()
     estimate = _estimate_trace(rows, x, y, thresholds)
     if estimate is not None:
@@ -408,8 +408,8 @@ def _robust_trace(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
         for c, v in zip(robust, values)
     ]
     return go.Scatter(
-        x=[_axis_value(x, _u(x, v[x.name])) for v in values],
-        y=[_axis_value(y, _u(y, v[y.name])) for v in values],
+        x=[_axis_value(x, _position(x, v[x.name])) for v in values],
+        y=[_axis_value(y, _position(y, v[y.name])) for v in values],
         mode="markers", name="robust config", hovertext=texts, hoverinfo="text",
         marker={"symbol": "circle-open", "size": 24, "color": "black", "line": {"width": 3}},
     )  # fmt: skip
@@ -420,7 +420,7 @@ def _pair_boundaries(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
     segments, texts = [], []
     for along, other in ((x, y), (y, x)):
         for mid, text, origin in _param_boundaries(state, along):
-            u = _u(other, state.values(origin)[other.name])
+            u = _position(other, state.values(origin)[other.name])
             lo, hi = (_axis_value(other, u + d * _step(other)) for d in (-0.4, 0.4))
             segments.append((mid, lo, mid, hi) if along is x else (lo, mid, hi, mid))
             texts.append(text)
@@ -475,12 +475,14 @@ def parallel_figure(
     rows = _rows(frame, state.params, running=False)
     dims = [
         {
-            "label": p.label, "values": [_u(p, v) for v in rows[column(p)]], "tickvals": _grid(p),
+            "label": p.label,
+            "values": [_position(p, v) for v in rows[column(p)]],
+            "tickvals": _grid(p),
             "ticktext": [value_text(v) for v in p.values],
             "range": [min(_grid(p)), max(_grid(p))],
         }
         for p in state.params
-    ]  # fmt: skip
+    ]
     dims.append({"label": "objective", "values": rows["y"], "range": [Y_FLOOR, 1.0]})
     lo, hi = thresholds.failed, thresholds.converged
     colors = [CLASS_COLORS[c] for c in (FAILED, PARTIAL, CONVERGED)]

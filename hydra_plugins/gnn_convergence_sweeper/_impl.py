@@ -29,6 +29,7 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from gnn_convergence.artifacts import json_safe
 from gnn_convergence.config import check_grid, to_run_config
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
@@ -558,13 +559,7 @@ def write_error(folder: Path, err: BaseException) -> None:
 def trial_attrs(result: Mapping[str, Any]) -> dict[str, Any]:
     """The run's dict as user attributes: class, flat summary, per-seed records (NaN -> None)."""
     keys = [k for k in result if k.endswith(("_min", "_mean"))] + ["class", "training_time_min"]
-    attrs = {key: _finite(result[key]) for key in keys}
-    attrs[PER_SEED] = [{k: _finite(v) for k, v in s.items()} for s in result["seeds"]]
-    return attrs
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
+    return json_safe({**{key: result[key] for key in keys}, PER_SEED: result["seeds"]})
 
 
 def _n_finished(study: optuna.Study) -> int:
