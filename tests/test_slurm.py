@@ -6,10 +6,7 @@ import json
 import os
 import re
 import shlex
-import stat
-import subprocess
 import sys
-from pathlib import Path
 
 import optuna
 import pytest
@@ -17,11 +14,20 @@ from hydra import compose, initialize
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.plugins import Plugins
 from omegaconf import DictConfig
+from worker_scripts import (
+    PASSWORD_URL,
+    PG_URL,
+    REFUSED,
+    ROOT,
+    app_command,
+    attempt,
+    creation_command,
+    executable,
+    run,
+    worker_env,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
 SBATCH = ROOT / "slurm" / "workers.sbatch"
-# A URL with '?' and '=', which Hydra's override grammar accepts only quoted; --cfg never opens it
-PG_URL = "postgresql://user@db.example.org:5432/studies?sslmode=require"
 
 
 def compose_hydra(overrides: list[str]) -> DictConfig:
@@ -29,20 +35,6 @@ def compose_hydra(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize(version_base="1.3", config_path="../conf"):
         return compose(config_name="train", overrides=overrides, return_hydra_config=True)
-
-
-def executable(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
-
-
-def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 @pytest.fixture
@@ -115,20 +107,14 @@ def test_the_worker_array_asks_one_gpu_per_task() -> None:
     assert SBATCH.read_text().startswith("#!/bin/bash\n# ")
 
 
-def worker_env(storage: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "GNN_STUDY_STORAGE": storage, "GNN_STUDY_NAME": "slurm", **extra}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return env
-
-
 def test_the_worker_command_composes(tmp_path) -> None:
     """The exact argv the script runs, with `--cfg` in place of `-m` (they do not combine)."""
     echo = "import json, sys\nprint(json.dumps(sys.argv[1:]))\n"
     shim = executable(tmp_path / "python", f"#!{sys.executable}\n{echo}")
-    env = worker_env(PG_URL, PYTHON=str(shim))
+    env = worker_env(PG_URL, "slurm", PYTHON=str(shim))
     argv = json.loads(run(["bash", str(SBATCH), "sweeps=quick"], env).stdout)
-    assert argv[:3] == ["-m", "gnn_convergence.train", "-m"] and argv[-1] == "sweeps=quick"
-    app = [sys.executable, *argv[:2], *argv[3:]]
+    assert argv[-1] == "sweeps=quick"
+    app = app_command(argv)
     hydra_cfg = run([*app, "--cfg", "hydra", "-p", "hydra.sweeper"]).stdout
     assert f"storage: {PG_URL}\n" in hydra_cfg and "study_name: slurm\n" in hydra_cfg
     assert "simulation:" in run([*app, "--cfg", "job"]).stdout
@@ -138,28 +124,16 @@ def test_the_password_goes_in_pgpassword_or_pgpass_not_in_the_url(tmp_path) -> N
     header = SBATCH.read_text().split("\n#SBATCH", 1)[0]
     assert "export GNN_STUDY_STORAGE=postgresql://user@dbhost" in header
     assert ":password@" not in header and "PGPASSWORD" in header and "~/.pgpass" in header
-    env = worker_env("postgresql://user:pw-1234@127.0.0.1:9/studies")
-    proc = subprocess.run(
-        ["bash", str(SBATCH), f"hydra.sweep.dir={tmp_path}/study"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    refused = "hydra.sweeper.storage=postgresql://user:***@127.0.0.1:9/studies carries a password"
-    assert proc.returncode != 0 and refused in proc.stderr
+    env = worker_env(PASSWORD_URL, "slurm")
+    proc = attempt(["bash", str(SBATCH), f"hydra.sweep.dir={tmp_path}/study"], env)
+    assert proc.returncode != 0 and REFUSED in proc.stderr
     assert "pw-1234" not in proc.stdout + proc.stderr and list(tmp_path.iterdir()) == []
-
-
-def creation_command() -> str:
-    """The study-creating command of the script's header comment."""
-    text = SBATCH.read_text()
-    match = re.search(r"^#\s+(python -m gnn_convergence\.train -m .*?[^\\])$", text, re.M | re.S)
-    assert match, "no creation command in the header"
-    return re.sub(r"\\\n#\s*", "", match.group(1))
 
 
 def test_create_the_study_once_then_a_worker_joins(tmp_path) -> None:
     url, sweep_dir = f"sqlite:///{tmp_path}/studies.db", f"hydra.sweep.dir={tmp_path}/study"
-    env = worker_env(url)
-    command = creation_command()
+    env = worker_env(url, "slurm")
+    command = creation_command(SBATCH)
     assert "hydra.sweeper.n_trials=0" in command
     run(["bash", "-c", f"{command} {shlex.quote(sweep_dir)}"], env)
     study = optuna.load_study(study_name="slurm", storage=url)
