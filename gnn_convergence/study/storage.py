@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 SWEEPER_KEY = "hydra.sweeper.storage"
 RACE_WAIT_S = 2.0  # before opening again a storage that another process was creating
 RACE_HINT = (
-    "another worker is creating the same storage: start one first (see slurm/workers.sbatch) "
-    "or retry"
+    "another worker is creating the same storage: start one first (see slurm/workers.sbatch "
+    "or lsf/workers.bsub) or retry"
 )
 PASSWORD_HINT = "put the password in PGPASSWORD or ~/.pgpass (libpq reads both)"
 WRONG_PASSWORD_HINT = "check the password in PGPASSWORD or ~/.pgpass (libpq reads both)"
