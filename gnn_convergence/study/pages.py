@@ -85,7 +85,7 @@ def write_study(
     its maps page says so and the dashboard gets its slice."""
     folder = Path(folder)
     write_plotlyjs(folder)
-    state, frame = write_records(study, params, folder, thresholds, rule)
+    state, frame, _ = write_records(study, params, folder, thresholds, rule)
     figures = study_figures(frame, state, thresholds)
     notes = {"maps": NO_PAIR} if not figures["maps"] else {}
     for name, title in PAGES.items():
