@@ -528,3 +528,16 @@ def test_without_a_config_judged_inside_there_is_nothing_to_judge(tmp_path) -> N
         "\n## Data\n\nnone\n\nNo dataset was run at a config judged inside"
         in (tmp_path / ANALYSIS_MD).read_text()
     )
+
+
+def test_a_study_without_hard_datasets_says_there_is_nothing_to_separate(
+    protocol_study, tmp_path
+) -> None:
+    write_records(protocol_study, PARAMS, tmp_path)
+    rows, lines = data_section(tmp_path)
+    assert {r["hard"] for r in rows} == {"no", ""} and sum(r["hard"] == "no" for r in rows) == 75
+    assert lines == [
+        "Datasets that failed at every config judged inside: none; 0 of 75 datasets run at "
+        "inside configs (90% interval 0.00-0.04)",
+        "Rule: no dataset is hard, so there is nothing to separate.",
+    ]
