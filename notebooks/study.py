@@ -28,6 +28,7 @@ import optuna
 import plotly.io as pio
 
 from gnn_convergence.study import pages
+from gnn_convergence.study.datasets import study_data
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.records import summary_tables, trials_frame
 from gnn_convergence.study.replay import protocol_state
@@ -68,10 +69,11 @@ tables["Robust configs"]
 
 # %% [markdown]
 # ## Figures: the walk, the pairwise maps (lr_W x lr first), one slice per parameter,
-# ## parallel coordinates
+# ## parallel coordinates, connectivity_R2 against each dataset statistic
 
 # %%
-figures = pages.study_figures(frame, state, thresholds)
+data = study_data(state, study.get_trials(deepcopy=False))
+figures = pages.study_figures(frame, state, data, thresholds)
 for page in pages.PAGES:
     for fig in figures[page]:
         fig.show()

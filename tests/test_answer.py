@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gnn_convergence.outcome import CONVERGED, FAILED
 from gnn_convergence.study.answer import RaceRun, regions, study_answer
+from gnn_convergence.study.datasets import Dataset, separation
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import Evidence, RobustRule, Run, Visit, sign_test
 from gnn_convergence.study.space import parse_space
@@ -90,3 +91,21 @@ def test_a_dataset_that_failed_at_every_inside_config_is_hard() -> None:
     result = answer({A: a, B: b})
     assert [(h.data_seed, h.runs, h.configs) for h in result.hard] == [(1002, 2, 2)]
     assert result.datasets_inside == 12
+
+
+def dataset(seed: int, rank: float | None, hard: bool) -> Dataset:
+    stats = {"effective_rank_99": rank}
+    return Dataset(seed, stats, 3, 3, 0 if hard else 3, 1, hard)
+
+
+def test_a_threshold_is_claimed_only_where_it_separates_exactly() -> None:
+    above = [dataset(0, 50, True), dataset(1, 60, True), dataset(2, 30, False)]
+    found = separation("effective_rank_99", above)
+    assert (found.side, found.threshold, found.hard, found.others) == ("above", 40, 2, 1)
+    below = [dataset(0, 10, True), dataset(1, 30, False), dataset(2, 20, False)]
+    assert separation("effective_rank_99", below).threshold == 15
+    tie = [dataset(0, 20, True), dataset(1, 20, False)]
+    assert separation("effective_rank_99", tie).side is None
+    unknown = [dataset(0, None, True), dataset(1, 30, False)]
+    missing = separation("effective_rank_99", unknown)
+    assert (missing.side, missing.missing) == (None, 1)

@@ -403,3 +403,141 @@ def test_the_study_name_is_literal_text_in_analysis_md(tmp_path) -> None:
     assert not re.search(r"<(img|em|a|code)\b", rendered)
     first = rendered.splitlines()[0]
     assert html.unescape(first) == f"<h1>Convergence study: {' '.join(name.split())}</h1>"
+
+
+def data_study(name: str, failing, stats, n_trials: int = 60) -> optuna.Study:
+    """Box's working region, where every run on a dataset ``failing`` picks fails; each run's
+    record carries ``stats(data_seed)``, the dataset's statistics."""
+
+    def objective(trial: Trial) -> float:
+        config = suggest_config(trial)
+        inside = all(abs(i - s) <= 1 for i, s in zip(config, (3, 2, 3, 2), strict=True))
+        seeds, data = trial.user_attrs["seeds"], trial.user_attrs["data_seeds"]
+        values = [0.96 if inside and not failing(d) else 0.03 for d in data]
+        records = [
+            seed_record(s, v, data_seed=d, **stats(d)) for s, d, v in zip(seeds, data, values)
+        ]
+        for key, value in run_attrs(records).items():
+            trial.set_user_attr(key, value)
+        return min(values)
+
+    sampler = ProtocolSampler(PARAMS, start=START, seed=0)
+    study = optuna.create_study(sampler=sampler, direction="maximize", study_name=name)
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def low_rank(data_seed: int) -> bool:
+    return data_seed % 7 == 3
+
+
+def rank_stats(data_seed: int) -> dict[str, Any]:
+    """Low effective ranks on the low-rank datasets; a spectral radius unrelated to them."""
+    rank = 12 if low_rank(data_seed) else 30 + data_seed % 11
+    radius = 0.9 + (data_seed % 4) / 10
+    return {"spectral_radius": radius, "effective_rank_90": rank // 3, "effective_rank_99": rank}
+
+
+def data_section(folder) -> tuple[list[dict[str, str]], list[str]]:
+    """The ``## Data`` section's table rows (by column) and the lines after the table."""
+    text = (folder / ANALYSIS_MD).read_text()
+    section = text.split("\n## Data\n\n", 1)[1].split("# Iterations", 1)[0]
+    table, rest = section.split("\n\n", 1)
+    head, _, *rows = table.splitlines()
+    names = [c.strip() for c in head.strip("|").split("|")]
+    cells = [dict(zip(names, (c.strip() for c in r.strip("|").split("|")))) for r in rows]
+    return cells, [line for line in rest.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def low_rank_study() -> optuna.Study:
+    return data_study("low_rank", low_rank, rank_stats)
+
+
+def test_the_data_section_lists_each_dataset_with_its_statistics_and_counts(
+    low_rank_study, tmp_path
+) -> None:
+    _, _, data = write_records(low_rank_study, PARAMS, tmp_path)
+    text = (tmp_path / ANALYSIS_MD).read_text()
+    assert text.index("## Regions") < text.index("\n## Data\n") < text.index("# Iterations")
+    rows, _ = data_section(tmp_path)
+    runs = Counter(r["data_seed"] for t in low_rank_study.trials for r in t.user_attrs["per_seed"])
+    assert [int(r["data seed"]) for r in rows] == sorted(runs)
+    for row in rows:
+        seed = int(row["data seed"])
+        stats = rank_stats(seed)
+        assert row["spectral_radius"] == f"{stats['spectral_radius']:.4g}"
+        assert row["effective_rank_90"] == str(stats["effective_rank_90"])
+        assert row["effective_rank_99"] == str(stats["effective_rank_99"])
+        assert row["runs"] == str(runs[seed])
+    judged = [r for r in rows if r["hard"]]
+    assert judged and all(r["hard"] == ("yes" if low_rank(int(r["data seed"])) else "no")
+                          for r in judged)  # fmt: skip
+    for row, dataset in zip(rows, data.datasets, strict=True):
+        counts = f"{dataset.inside_converged}/{dataset.inside_runs}" if dataset.inside_runs else ""
+        assert row["converged at inside configs"] == counts
+        assert row["inside configs"] == str(dataset.inside_configs)
+    for row in judged:
+        converged, total = map(int, row["converged at inside configs"].split("/"))
+        assert (converged == 0) == (row["hard"] == "yes") and total >= int(row["inside configs"])
+
+
+def test_low_rank_datasets_failing_at_every_inside_config_give_the_rule(
+    low_rank_study, tmp_path
+) -> None:
+    write_records(low_rank_study, PARAMS, tmp_path)
+    rows, lines = data_section(tmp_path)
+    hard = [r for r in rows if r["hard"] == "yes"]
+    others = [r for r in rows if r["hard"] == "no"]
+    assert len(hard) >= 2 and others
+    assert lines[0].startswith("Datasets that failed at every config judged inside: ")
+    assert f"; {len(hard)} of {len(hard) + len(others)} datasets run at inside" in lines[0]
+    top = 30 + min(int(r["data seed"]) % 11 for r in others)
+    assert lines[2:] == [
+        "- no threshold on spectral_radius separates them",
+        f"- every dataset with effective_rank_90 below {(4 + top // 3) / 2:.4g} failed at every "
+        f"inside config: {len(hard)} of {len(hard)}, and none above it: 0 of {len(others)}",
+        f"- every dataset with effective_rank_99 below {(12 + top) / 2:.4g} failed at every "
+        f"inside config: {len(hard)} of {len(hard)}, and none above it: 0 of {len(others)}",
+    ]
+
+
+def test_a_study_where_no_threshold_separates_says_so(tmp_path) -> None:
+    def mixed_stats(data_seed: int) -> dict[str, Any]:
+        return rank_stats(data_seed + 1)  # low ranks on other datasets than the failing ones
+
+    study = data_study("mixed", low_rank, mixed_stats)
+    write_records(study, PARAMS, tmp_path)
+    rows, lines = data_section(tmp_path)
+    assert sum(r["hard"] == "yes" for r in rows) >= 2
+    assert lines[2:] == [
+        f"- no threshold on {stat} separates them"
+        for stat in ("spectral_radius", "effective_rank_90", "effective_rank_99")
+    ]
+
+
+def test_without_a_config_judged_inside_there_is_nothing_to_judge(tmp_path) -> None:
+    study = data_study("outside", lambda _: True, rank_stats, n_trials=8)
+    write_records(study, PARAMS, tmp_path)
+    rows, lines = data_section(tmp_path)
+    assert rows and all(r["hard"] == "" and r["inside configs"] == "0" for r in rows)
+    assert lines == ["No dataset was run at a config judged inside: there is nothing to judge."]
+    empty = optuna.create_study(study_name="empty")
+    write_records(empty, PARAMS, tmp_path)
+    assert (
+        "\n## Data\n\nnone\n\nNo dataset was run at a config judged inside"
+        in (tmp_path / ANALYSIS_MD).read_text()
+    )
+
+
+def test_a_study_without_hard_datasets_says_there_is_nothing_to_separate(
+    protocol_study, tmp_path
+) -> None:
+    write_records(protocol_study, PARAMS, tmp_path)
+    rows, lines = data_section(tmp_path)
+    assert {r["hard"] for r in rows} == {"no", ""} and sum(r["hard"] == "no" for r in rows) == 75
+    assert lines == [
+        "Datasets that failed at every config judged inside: none; 0 of 75 datasets run at "
+        "inside configs (90% interval 0.00-0.04)",
+        "Rule: no dataset is hard, so there is nothing to separate.",
+    ]

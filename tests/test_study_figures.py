@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps, pages
+from gnn_convergence.study.datasets import STATS, study_data
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.records import trials_frame
 from gnn_convergence.study.replay import protocol_state
@@ -38,6 +40,7 @@ class Demo:
         self.study, self.params = study, params
         self.frame = trials_frame(study, params)
         self.state = protocol_state(study.get_trials(deepcopy=False), params)
+        self.data = study_data(self.state, study.get_trials(deepcopy=False))
         self.param = {p.label: p for p in params}
 
 
@@ -173,12 +176,46 @@ def test_a_running_trial_without_params_yet_draws_on_no_map_axis() -> None:
     study, params = demo_study(n_trials=10)
     study.ask()
     demo = Demo(study, params)
-    figures = pages.study_figures(demo.frame, demo.state, maps.DEFAULT_THRESHOLDS)
+    figures = pages.study_figures(demo.frame, demo.state, demo.data, maps.DEFAULT_THRESHOLDS)
     assert sum(len(group) for group in figures.values()) > 0
     pair = maps.pair_figure(demo.frame, demo.state, demo.param["lr_W"], demo.param["lr"])
     trials = by_name(pair, "trial (colour: class)")
     assert (trials.x[-1], trials.y[-1]) == (None, None)
     assert all(v is not None for v in trials.y[:-1])
+
+
+def test_the_data_page_has_one_scatter_per_statistic_with_hard_datasets_marked(tmp_path):
+    study, params = demo_study(n_trials=60)
+    demo = Demo(study, params)
+    fig = maps.data_figure(demo.data, demo.state)
+    assert [fig.layout[f"xaxis{i}"].title.text for i in ("", "2", "3")] == list(STATS)
+    datasets = {d.data_seed: d for d in demo.data.datasets}
+    runs = [r for ev in demo.state.evidence.values() if ev.inside for r in ev.runs]
+    hard = [r for r in runs if datasets[r.data_seed].hard]
+    assert hard and len(hard) < len(runs)
+    for name, drawn in (("run (colour: class)", len(runs) - len(hard)),
+                        ("run on a hard dataset", len(hard))):  # fmt: skip
+        traces = [t for t in fig.data if t.name == name]
+        assert [t.xaxis for t in traces] == ["x", "x2", "x3"]
+        assert all(len(t.x) == drawn for t in traces)
+    marked = [t for t in fig.data if t.name == "run on a hard dataset"]
+    assert all(t.marker.symbol == "x" and t.marker.color == CLASS_COLORS["failed"] for t in marked)
+    assert sorted(marked[2].x) == sorted(datasets[r.data_seed].stats[STATS[2]] for r in hard)
+    assert f"<b>dataset {hard[0].data_seed} (hard)</b>" in marked[0].hovertext[0]
+    assert "lr_W=" in marked[0].hovertext[0] and f"trial {hard[0].trial}" in marked[0].hovertext[0]
+    assert sorted(s.y0 for s in fig.layout.shapes) == [0.1] * 3 + [0.9] * 3
+    rule = replace(demo.data.separations[2], side="below", threshold=30.5)
+    ruled = replace(demo.data, separations=(*demo.data.separations[:2], rule))
+    line = maps.data_figure(ruled, demo.state).layout.shapes[0]
+    assert (line.x0, line.x1, line.xref) == (30.5, 30.5, "x3")
+    pages.write_study(study, params, tmp_path)
+    html = (tmp_path / "data.html").read_text()
+    assert f'<script src="{PLOTLY_JS}"></script>' in html and "plotly.js v" not in html
+    assert html.count('class="plotly-graph-div"') == 1
+    assert "Datasets that failed at every config judged inside: " in html
+    assert "<br>- no threshold on effective_rank_99 separates them</p>" in html
+    assert html.index('class="plotly-graph-div"') < html.index("<h2>Datasets</h2>")
+    assert html.count("<tr") == 1 + len(demo.data.datasets)
 
 
 def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(tmp_path):
@@ -192,7 +229,7 @@ def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(tmp_path):
         assert "plotly.js v" not in html and '<script src="http' not in html
         assert len(html) < 1_000_000
     page = path.read_text()
-    assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1
+    assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1 + 1
     assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)

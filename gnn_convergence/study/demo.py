@@ -39,8 +39,9 @@ def demo_study(
     Each of a trial's 3 runs converges when a score falling off an ellipse in (lr_W, lr) around
     (3e-3, 3e-4), shrunk by a large coeff_W_L1 or batch_size 1, beats its dataset's difficulty
     (drawn from the data seed, so shared by every config run on that dataset) plus a little
-    training-seed noise; at lr_W 1e-2 a run may diverge (no value), making the trial a FAIL as
-    in the sweeper. Trial folders are named, not created.
+    training-seed noise; the dataset's effective ranks fall as its difficulty rises (its
+    spectral radius is unrelated); at lr_W 1e-2 a run may diverge (no value), making the trial
+    a FAIL as in the sweeper. Trial folders are named, not created.
     """
     params = parse_space(SEED_SPACE)
     sampler = ProtocolSampler(params, start=SEED_START, seed=seed)
@@ -81,5 +82,15 @@ def _demo_runs(
         conn = 0.9 + 0.09 * rng.random() if good else 0.85 * rng.random() * max(0, 1.6 - radius)
         record = {"seed": seed, "data_seed": data_seed, "test_R2": 0.8, "test_pearson": 0.6,
                   "connectivity_R2": None if diverged else conn, "final_loss": 300.0}  # fmt: skip
-        records.append(record | {"diverged_at_step": 500 if diverged else None})
+        record |= {"diverged_at_step": 500 if diverged else None}
+        records.append(record | _demo_stats(data_seed, hard))
     return records
+
+
+def _demo_stats(data_seed: int, hard: float) -> dict[str, float]:
+    """The dataset's statistics: its effective ranks fall as its difficulty rises, its spectral
+    radius is drawn apart from it."""
+    rank = max(1, round(40 - 8 * hard))
+    radius = 0.9 + 0.4 * np.random.default_rng([data_seed, 3]).random()
+    return {"spectral_radius": radius, "effective_rank_90": max(1, rank // 3),
+            "effective_rank_99": rank}  # fmt: skip

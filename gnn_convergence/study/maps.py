@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.datasets import STATS, Dataset, StudyData
+from gnn_convergence.study.evidence import Run
 from gnn_convergence.study.records import column
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
@@ -502,3 +505,65 @@ def parallel_figure(
         height=500,
     )
     return fig
+
+
+def data_figure(
+    data: StudyData, state: ProtocolState, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> go.Figure:
+    """connectivity_R2 of every run at a config judged inside against its dataset's statistics,
+    one subplot per statistic: runs on hard datasets as red x, the others coloured by class; the
+    class thresholds, and a threshold that separates the hard datasets, as lines."""
+    datasets = {d.data_seed: d for d in data.datasets}
+    runs = [
+        (config, run)
+        for config, ev in state.evidence.items()
+        if ev.inside
+        for run in ev.runs
+        if run.data_seed in datasets
+    ]
+    fig = make_subplots(rows=1, cols=len(STATS), shared_yaxes=True, subplot_titles=STATS)
+    for col, stat in enumerate(STATS, start=1):
+        for hard, name in ((False, "run (colour: class)"), (True, "run on a hard dataset")):
+            part = [(c, r) for c, r in runs if datasets[r.data_seed].hard == hard]
+            fig.add_trace(
+                go.Scatter(
+                    x=[datasets[r.data_seed].stats[stat] for _, r in part],
+                    y=[0.0 if r.value is None else max(r.value, Y_FLOOR) for _, r in part],
+                    mode="markers", name=name, legendgroup=name, showlegend=col == 1,
+                    hoverinfo="x+text",
+                    hovertext=[_run_hover(state, datasets[r.data_seed], c, r) for c, r in part],
+                    marker={"symbol": "x" if hard else "circle", "size": 10 if hard else 7,
+                            "color": CLASS_COLORS[FAILED] if hard else
+                            [CLASS_COLORS[r.outcome] for _, r in part], "opacity": 0.8},
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        fig.update_xaxes(title_text=stat, row=1, col=col)
+    for col, s in enumerate(data.separations, start=1):
+        if s.side is not None:
+            fig.add_vline(
+                x=s.threshold, row=1, col=col, line={"dash": "dot", "color": "#616161"},
+                annotation_text=f"hard {s.side} {s.threshold:.4g}",
+            )  # fmt: skip
+    _thresholds(fig, thresholds)
+    fig.update_layout(
+        title=f"connectivity_R2 of the {len(runs)} runs at configs judged inside, against "
+        "their dataset's statistics (x: a hard dataset, failed at every inside config)",
+        yaxis={"title": {"text": f"connectivity_R2 (below {Y_FLOOR:g} drawn at it; none at 0)"}},
+        height=500,
+    )
+    return fig
+
+
+def _run_hover(state: ProtocolState, dataset: Dataset, config: Any, run: Run) -> str:
+    """Dataset (hard or not) and its runs at inside configs, the run and its config."""
+    values = state.values(config)
+    lines = [
+        f"{dataset.inside_converged}/{dataset.inside_runs} runs converged at "
+        f"{dataset.inside_configs} inside configs",
+        f"trial {run.trial}, seed {run.seed}: connectivity_R2 {_num(run.value)} ({run.outcome})",
+        ", ".join(f"{p.label}={value_text(values[p.name])}" for p in state.params),
+    ]
+    body = "<br>".join(escape(line, quote=False) for line in lines)
+    hard = " (hard)" if dataset.hard else ""
+    return f"<b>dataset {dataset.data_seed}{hard}</b><br>{body}"

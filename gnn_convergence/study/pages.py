@@ -25,11 +25,14 @@ from gnn_convergence.figures import PLOTLY_JS, write_plotlyjs
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
+from gnn_convergence.study.datasets import StudyData
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
     column,
+    data_lines,
+    data_table,
     summary_tables,
     write_records,
 )
@@ -44,6 +47,7 @@ PAGES = {
     "maps": "Pairwise maps",
     "slices": "One slice per parameter",
     "parallel": "Parallel coordinates",
+    "data": "The datasets",
 }
 DASHBOARD_MAP_ID = "boundary_map"
 NO_PAIR = (
@@ -58,7 +62,10 @@ STYLE = (
 
 
 def study_figures(
-    frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds = DEFAULT_THRESHOLDS
+    frame: pd.DataFrame,
+    state: ProtocolState,
+    data: StudyData,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> dict[str, list[go.Figure]]:
     """Every figure of a study, by page name (see :data:`PAGES`); maps start with lr_W x lr."""
     return {
@@ -69,6 +76,7 @@ def study_figures(
         ],
         "slices": [maps.slice_figure(frame, state, p, thresholds) for p in state.params],
         "parallel": [maps.parallel_figure(frame, state, thresholds)],
+        "data": [maps.data_figure(data, state, thresholds)],
     }
 
 
@@ -85,11 +93,15 @@ def write_study(
     its maps page says so and the dashboard gets its slice."""
     folder = Path(folder)
     write_plotlyjs(folder)
-    state, frame = write_records(study, params, folder, thresholds, rule)
-    figures = study_figures(frame, state, thresholds)
+    state, frame, data = write_records(study, params, folder, thresholds, rule)
+    figures = study_figures(frame, state, data, thresholds)
     notes = {"maps": NO_PAIR} if not figures["maps"] else {}
+    notes["data"] = "<p>" + "<br>".join(escape(line) for line in data_lines(state, data)) + "</p>"
+    tails = {"data": _data_table_html(data)}
     for name, title in PAGES.items():
-        html = page(f"{study.study_name}: {title}", figures[name], notes.get(name, ""))
+        html = page(
+            f"{study.study_name}: {title}", figures[name], notes.get(name, ""), tails.get(name, "")
+        )
         write_atomic(folder / f"{name}.html", html)
     head, tail = _summary_html(frame, state, thresholds), _trials_html(frame, state)
     report = page(f"Study {study.study_name}", _flat(figures), head, tail)
@@ -107,6 +119,11 @@ def page(title: str, figures: Sequence[go.Figure], head: str = "", tail: str = "
         f'<style>{STYLE}</style>\n<script src="{PLOTLY_JS}"></script></head>\n'
         f"<body><h1>{escape(title)}</h1>\n{head}\n{divs}\n{tail}\n</body></html>\n"
     )
+
+
+def _data_table_html(data: StudyData) -> str:
+    table = data_table(data)
+    return "<h2>Datasets</h2>\n" + (table.to_html(index=False) if len(table) else "<p>none</p>")
 
 
 def _flat(figures: Mapping[str, list[go.Figure]]) -> list[go.Figure]:

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.datasets import STATS, Separation, StudyData, study_data
 from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
 from gnn_convergence.study.replay import (
     DEFAULT_RULE,
@@ -378,6 +379,56 @@ def hard_text(state: ProtocolState) -> str:
     )
 
 
+def data_text(state: ProtocolState, data: StudyData) -> str:
+    """The ``## Data`` section: one row per dataset, the hard share and the rule lines."""
+    table = data_table(data)
+    lines = ["## Data", "", markdown_table(table) if len(table) else "none", ""]
+    return "\n".join([*lines, *data_lines(state, data)]) + "\n"
+
+
+def data_table(data: StudyData) -> pd.DataFrame:
+    """One row per dataset: its statistics, runs, runs at configs judged inside, hard."""
+    rows = [
+        {"data seed": d.data_seed,
+         **{s: "" if d.stats[s] is None else f"{d.stats[s]:.4g}" for s in STATS},
+         "runs": d.runs,
+         "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
+         if d.inside_runs else "",
+         "inside configs": d.inside_configs,
+         "hard": ("yes" if d.hard else "no") if d.inside_runs else ""}
+        for d in data.datasets
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def data_lines(state: ProtocolState, data: StudyData) -> list[str]:
+    """The hard datasets' share and, per statistic, whether a threshold separates them."""
+    if not data.judged:
+        return ["No dataset was run at a config judged inside: there is nothing to judge."]
+    if not state.answer.hard:
+        return [hard_text(state), "Rule: no dataset is hard, so there is nothing to separate."]
+    return [
+        hard_text(state),
+        "Rule (a threshold is claimed only where it separates the hard datasets from the "
+        "others exactly):",
+        *(f"- {separation_text(s)}" for s in data.separations),
+    ]
+
+
+def separation_text(s: Separation) -> str:
+    """``every dataset with effective_rank_99 below 20 failed at every inside config: 2 of 2,
+    and none above it: 0 of 14``, or ``no threshold on effective_rank_99 separates them``."""
+    if s.missing:
+        return f"{s.stat} is not recorded for {s.missing} of {s.hard + s.others} datasets"
+    if s.side is None:
+        return f"no threshold on {s.stat} separates them"
+    other = "above" if s.side == "below" else "below"
+    return (
+        f"every dataset with {s.stat} {s.side} {s.threshold:.4g} failed at every inside "
+        f"config: {s.hard} of {s.hard}, and none {other} it: 0 of {s.others}"
+    )
+
+
 def recommended_command(state: ProtocolState) -> str:
     """The command that trains the recommended config, or ``Recommended: none (reason)``."""
     if state.answer.recommended is None:
@@ -515,14 +566,15 @@ def write_records(
     folder: str | Path,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     rule: RobustRule = DEFAULT_RULE,
-) -> tuple[ProtocolState, pd.DataFrame]:
+) -> tuple[ProtocolState, pd.DataFrame, StudyData]:
     """(Re)write ``folder/trials.csv`` and ``folder/analysis.md`` from the study's storage.
 
     ``analysis.md`` holds a header naming the study, the ``## Answer`` section, the
-    ``# Summary`` section and ``# Iterations`` with every finished trial's entry in number
-    order; ``answer.json`` holds the answer (:func:`answer_record`). Each file is replaced
-    atomically, so readers never see a partial file. Returns the protocol state and the trial
-    table written, so that figures can be drawn from the same read of the storage.
+    ``# Summary`` section, ``## Data`` (:func:`data_text`) and ``# Iterations`` with every
+    finished trial's entry in number order; ``answer.json`` holds the answer
+    (:func:`answer_record`). Each file is replaced atomically, so readers never see a partial
+    file. Returns the protocol state, the trial table written and the study's datasets, so
+    that figures can be drawn from the same read of the storage.
     """
     trials = study.get_trials(deepcopy=False)
     state = protocol_state(trials, params, thresholds, rule)
@@ -537,10 +589,11 @@ def write_records(
     ]
     header = f"# Convergence study: {markdown_text(study.study_name)}\n"
     summary = _summary(trials, state, thresholds)
-    sections = [header, answer_text(state), summary, "# Iterations\n", *entries]
-    write_atomic(folder / ANALYSIS_MD, "\n".join(sections))
+    data = study_data(state, trials)
+    sections = [header, answer_text(state), summary, data_text(state, data), "# Iterations\n"]
+    write_atomic(folder / ANALYSIS_MD, "\n".join([*sections, *entries]))
     write_atomic(folder / ANSWER_JSON, json.dumps(answer_record(state), indent=2) + "\n")
-    return state, frame
+    return state, frame, data
 
 
 def _by_number(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
