@@ -1,11 +1,11 @@
 """The study's datasets: their statistics, their runs at configs judged inside, which are hard,
 and whether a threshold on one statistic separates the hard ones from the others.
 
-A dataset (a data seed) is **hard** when every run on it at a config judged inside failed
-(:func:`~gnn_convergence.study.answer.hard_datasets`). A threshold on a statistic is claimed
-only where it separates exactly: every hard dataset on one side, every other dataset run at an
-inside config on the other. A dataset's statistics are those of its first per-run record (they
-are the same for every run on it).
+A dataset (a data seed) is **hard** when every run on it at a config judged inside failed (the
+answer's :func:`~gnn_convergence.study.answer.hard_datasets`). A threshold on a statistic is
+claimed only where it separates exactly: every hard dataset on one side, every other dataset
+run at an inside config on the other. A dataset's statistics are those of its first per-run
+record (they are the same for every run on it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from optuna.trial import FrozenTrial
 
-from gnn_convergence.study.answer import hard_datasets
 from gnn_convergence.study.replay import ProtocolState
 from gnn_convergence.study.vocabulary import PER_SEED, finite
 
@@ -77,7 +76,7 @@ def study_data(state: ProtocolState, trials: Sequence[FrozenTrial]) -> StudyData
     """The study's datasets with their counts and hard flags, and the separations."""
     stats = data_stats(trials)
     inside = [c for c, ev in state.evidence.items() if ev.inside]
-    hard = {h.data_seed for h in hard_datasets(inside, state.evidence)}
+    hard = {h.data_seed for h in state.answer.hard}
     runs: dict[int, list] = {}
     for config, ev in state.evidence.items():
         for run in ev.runs:
