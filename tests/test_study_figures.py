@@ -231,6 +231,8 @@ def test_pages_load_one_local_plotlyjs_and_the_dashboard_gets_the_map(tmp_path):
     page = path.read_text()
     assert page.count('class="plotly-graph-div"') == 1 + 6 + 4 + 1 + 1
     assert "<h2>Robust configs</h2>" in page and "<h2>Regions" in page
+    answer = page.index("<h2>Answer</h2>\n<pre>Recommended: ")
+    assert answer < page.index("<h2>Robust configs</h2>")
     attrs = study._storage.get_study_system_attrs(study._study_id)
     assert any(key.startswith("dashboard:plot_data:boundary_map:") for key in attrs)
 

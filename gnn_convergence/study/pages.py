@@ -30,6 +30,7 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
+    answer_text,
     column,
     data_lines,
     data_table,
@@ -137,11 +138,13 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
     links = " | ".join(
         f'<a href="{f}">{f}</a>' for f in (ANALYSIS_MD, TRIALS_CSV, *(f"{p}.html" for p in PAGES))
     )
+    answer = answer_text(state).removeprefix("## Answer\n\n")
     parts = [
+        f"<h2>Answer</h2>\n<pre>{escape(answer)}</pre>",
         f"<p>{len(frame)} trials ({escape(counts)}); converged above {thresholds.converged:g}, "
         f"failed below {thresholds.failed:g}; robust when P(rate > {state.rule.level:g}) >= "
         f"{state.rule.credibility:g} with runs on fresh data. "
-        f"Written {now}. Files (beside this page): {links}</p>"
+        f"Written {now}. Files (beside this page): {links}</p>",
     ]
     for title, table in summary_tables(state).items():
         parts.append(f"<h2>{escape(title)}</h2>")
