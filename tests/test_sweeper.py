@@ -328,7 +328,7 @@ def _sigint_default() -> None:
             "compiling",
             ["training.compile=true"],
             "compiling the loss with torch.compile",
-            "torch/_dynamo/convert_frame.py",
+            "torch/_dynamo/",  # convert_frame.py, or eval_frame.py while it enters the compile
         ),
         (  # 900 steps left after the first report
             "training",
