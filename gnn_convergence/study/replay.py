@@ -15,8 +15,9 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.outcome import Thresholds, classify
-from gnn_convergence.study.answer import Answer, study_answer
+from gnn_convergence.study.answer import Answer, Band, study_answer
 from gnn_convergence.study.evidence import (
+    PENDING,
     ROBUST,
     Evidence,
     RobustRule,
@@ -81,14 +82,14 @@ class ProtocolState:
     answer: Answer
 
     @property
-    def boundaries(self):
+    def boundaries(self) -> tuple[Band, ...]:
         """The boundary bands around the recommended config."""
         return self.answer.bands
 
     def verdict(self, config: Config) -> str:
         """The config's verdict (pending when it never ran)."""
         ev = self.evidence.get(config)
-        return ev.verdict if ev is not None else "pending"
+        return ev.verdict if ev is not None else PENDING
 
     def robust_configs(self) -> list[Config]:
         """Configs whose verdict is robust, in the order they were first run."""
@@ -209,7 +210,10 @@ def _number(visit: Visit) -> int:
 
 
 def _walk(
-    span: Sequence[Visit], openers: set[int], evidence: Mapping[Config, Evidence], rule
+    span: Sequence[Visit],
+    openers: set[int],
+    evidence: Mapping[Config, Evidence],
+    rule: RobustRule,
 ) -> Walk:
     first = span[0]
     incumbent, stale = first.config, 0
