@@ -68,6 +68,7 @@ def test_the_rule_decides_both_ways_and_waits_in_between() -> None:
         ({"credibility": 0.4}, "robust.credibility=0.4 is invalid"),
         ({"max_runs": 0}, "robust.max_runs=0 is invalid: allowed is an integer >= 1"),
         ({"probe_runs": 0}, "robust.probe_runs=0 is invalid"),
+        ({"race_tie_runs": -1}, "robust.race_tie_runs=-1 is invalid: allowed is an integer >= 0"),
     ],
 )
 def test_bad_rules_name_the_key_and_the_range(kwargs: dict, message: str) -> None:

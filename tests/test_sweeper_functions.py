@@ -290,3 +290,4 @@ def test_the_sweeper_schema_and_the_default_study_spell_the_rules_defaults() -> 
     study = OmegaConf.load(conf).sweeper
     assert OmegaConf.to_container(study.thresholds) == asdict(Thresholds())
     assert OmegaConf.to_container(study.robust) == asdict(RobustRule())
+    assert RobustRule().race_tie_runs == 6  # two rounds of n_seeds = 3 common datasets

@@ -64,6 +64,9 @@ class RobustRule:
         probe_min_runs: Fresh runs a probe point needs before it is judged inside or outside.
         race_candidates: Configs that race for the recommendation at once.
         race_rounds: Race rounds (one trial on the round's common datasets) per candidate.
+        race_tie_runs: After complete rounds, the race ends tied once every candidate has at
+            least this many common race datasets with the leader and disagrees with it on
+            none (0: never; the race then runs all ``race_rounds``).
     """
 
     level: float = 0.6
@@ -73,6 +76,7 @@ class RobustRule:
     probe_min_runs: int = 6
     race_candidates: int = 4
     race_rounds: int = 4
+    race_tie_runs: int = 6
 
     def __post_init__(self) -> None:
         checks = (
@@ -82,6 +86,7 @@ class RobustRule:
             ("probe_min_runs", self.probe_min_runs >= 1, "an integer >= 1"),
             ("race_candidates", self.race_candidates >= 1, "an integer >= 1"),
             ("race_rounds", self.race_rounds >= 1, "an integer >= 1"),
+            ("race_tie_runs", self.race_tie_runs >= 0, "an integer >= 0"),
             (
                 "probe_runs",
                 self.probe_runs >= self.probe_min_runs,

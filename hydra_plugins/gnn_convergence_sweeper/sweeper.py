@@ -44,6 +44,7 @@ class RobustConf:
     probe_runs: int = 12  # fresh runs after which an undecided probe point is a transition
     race_candidates: int = 4  # configs racing for the recommendation at once
     race_rounds: int = 4  # race trials per candidate on the common datasets
+    race_tie_runs: int = 6  # common race datasets, none discordant, that end a tied race; 0: off
 
 
 @dataclass
