@@ -7,6 +7,8 @@ from gnn_convergence.study.answer import RaceRun, regions, study_answer
 from gnn_convergence.study.datasets import Dataset, separation
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import Evidence, RobustRule, Run, Visit, sign_test
+from gnn_convergence.study.records import answer_record, answer_text
+from gnn_convergence.study.replay import ProtocolState
 from gnn_convergence.study.space import parse_space
 
 PARAMS = parse_space(SEED_SPACE)
@@ -40,9 +42,20 @@ def raced(number: int, config, rounds) -> list[Visit]:
     ]
 
 
-def answer(visits_by_config):
-    evidence = {c: Evidence(tuple(vs), RULE) for c, vs in visits_by_config.items()}
-    return study_answer(PARAMS, evidence, RULE)
+def answer(visits_by_config, rule=RULE):
+    evidence = {c: Evidence(tuple(vs), rule) for c, vs in visits_by_config.items()}
+    return study_answer(PARAMS, evidence, rule)
+
+
+def state_of(visits_by_config, rule=RULE) -> ProtocolState:
+    """A protocol state of hand-made evidence, for the records (no walk)."""
+    evidence = {c: Evidence(tuple(vs), rule) for c, vs in visits_by_config.items()}
+    visits = tuple(sorted((v for vs in evidence.values() for v in vs.visits), key=number))
+    return ProtocolState(PARAMS, rule, visits, evidence, (), study_answer(PARAMS, evidence, rule))
+
+
+def number(v: Visit) -> int:
+    return v.number
 
 
 def test_the_sign_test_is_exact() -> None:
@@ -67,6 +80,58 @@ def test_a_candidate_worse_on_the_datasets_where_they_disagree_is_dropped() -> N
     )  # B fails on 4 datasets where A converges: p = 1/16 < 0.1
     assert result.dropped == (B,) and result.racing == (A,) and result.race_owed == ()
     assert result.recommended == A and result.runner_up == B
+
+
+AGREE = [(True,) * 3, (True, True, False)]  # two rounds; both fail the round's third dataset
+
+
+def test_a_tied_race_ends_after_two_rounds_and_owes_nothing() -> None:
+    one = answer({A: [*validated(0, A), *raced(10, A, AGREE[:1])],
+                  B: [*validated(2, B), *raced(20, B, AGREE[:1])]})  # fmt: skip
+    assert not one.race_tied and one.race_owed == (RaceRun(A, 1), RaceRun(B, 1))
+    two = answer({A: [*validated(0, A), *raced(10, A, AGREE)],
+                  B: [*validated(2, B), *raced(20, B, AGREE)]})  # fmt: skip
+    assert two.race_tied and two.race_common == 6
+    assert two.race_owed == () and two.racing == (A, B) and two.dropped == ()
+    assert two.recommended == A and two.runner_up == B  # the ranking: equal evidence, A ran first
+    off = answer({A: [*validated(0, A), *raced(10, A, AGREE)],
+                  B: [*validated(2, B), *raced(20, B, AGREE)]},
+                 RobustRule(race_tie_runs=0))  # fmt: skip
+    assert not off.race_tied and off.race_owed == (RaceRun(A, 2), RaceRun(B, 2))
+
+
+def test_a_race_with_a_discordant_dataset_runs_on_to_its_rounds() -> None:
+    split = [(True,) * 3, (True, True, True)]  # B converges where A fails: one discordant
+    result = answer({A: [*validated(0, A), *raced(10, A, AGREE)],
+                     B: [*validated(2, B), *raced(20, B, split)]})  # fmt: skip
+    assert not result.race_tied and result.dropped == ()
+    assert set(result.race_owed) == {RaceRun(A, 2), RaceRun(B, 2)}
+    four = [*AGREE, (True,) * 3, (True,) * 3]
+    done = answer({A: [*validated(0, A), *raced(10, A, four)],
+                   B: [*validated(2, B), *raced(20, B, [*split, *four[2:]])]})  # fmt: skip
+    assert not done.race_tied and done.race_owed == ()
+
+
+def test_a_latecomer_reopens_a_tied_race_and_the_tie_check_applies_again() -> None:
+    tied = {A: [*validated(0, A), *raced(10, A, AGREE)],
+            B: [*validated(2, B), *raced(20, B, AGREE)]}  # fmt: skip
+    late = answer({**tied, C: validated(4, C)})
+    assert late.racing == (A, B, C) and not late.race_tied
+    assert late.race_owed == (RaceRun(C, 0),)
+    caught = answer({**tied, C: [*validated(4, C), *raced(30, C, AGREE)]})
+    assert caught.race_tied and caught.race_owed == () and caught.race_common == 6
+    odd = answer({**tied, C: [*validated(4, C), *raced(30, C, [(True,) * 3] * 2)]})
+    assert not odd.race_tied
+    assert set(odd.race_owed) == {RaceRun(A, 2), RaceRun(B, 2), RaceRun(C, 2)}
+
+
+def test_the_answer_says_the_race_ended_tied() -> None:
+    state = state_of({A: [*validated(0, A), *raced(10, A, AGREE)],
+                      B: [*validated(2, B), *raced(20, B, AGREE)]})  # fmt: skip
+    assert "Race: 2 candidates on common fresh datasets, dropped: none; race ended tied: the " \
+        "candidates agreed on all 6 common datasets" in answer_text(state)  # fmt: skip
+    record = answer_record(state)
+    assert record["race"] == {"candidates": 2, "dropped": [], "tied": True, "common_datasets": 6}
 
 
 def test_ties_go_to_the_config_farther_from_an_outside_point() -> None:

@@ -250,15 +250,14 @@ def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study
         "| rate 90% > | verdict |"
     )
     assert robust[2] == (
-        "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 10, 11, 14, 16, 18, 20 | 21/21 | 18/18 | 0.95 "
-        "| 0.89 | robust |"
+        "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 10, 11, 14, 16 | 15/15 | 12/12 | 0.93 | 0.84 | robust |"
     )
     seen = sections["Configs with converged runs"]
-    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| 2, 3, [\d, ]+ \| 22/24 \| 18/18 "
-                     r"\| 0\.95 \| 0\.89 \| robust, unstable \|$", seen, re.M)  # fmt: skip
+    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| 2, 3, [\d, ]+ \| 16/18 \| 12/12 "
+                     r"\| 0\.93 \| 0\.84 \| robust, unstable \|$", seen, re.M)  # fmt: skip
     bounds = sections["Boundary bands around the recommended config (rate crossing 0.5)"]
-    assert "| 0 | lr_W | high | 0.002 | 18/18 converged |  | 0.005 | 0/6 converged |" in bounds
-    assert "| 0 | lr_W | low | 0.0005 | 18/18 converged |  | 0.0002 | 0/6 converged |" in bounds
+    assert "| 0 | lr_W | high | 0.002 | 12/12 converged |  | 0.005 | 0/6 converged |" in bounds
+    assert "| 0 | lr_W | low | 0.0005 | 12/12 converged |  | 0.0002 | 0/6 converged |" in bounds
     assert "| 0 | batch_size | high | 16 | 6/6 converged |  | no boundary in range |  |" in bounds
     regions = sections["Regions (configs judged inside, joined by one-step moves)"]
     assert "| 1 | 10 | 0.0005..0.002 | 0.0002..0.001 | 2e-06..1e-05 | 4..16 | " in regions
@@ -273,14 +272,18 @@ def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, 
     assert text.startswith("# Convergence study: box\n\n## Answer\n\n")
     answer = text.split("## Answer\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
     assert answer[0] == "Recommended: lr_W=0.001, lr=0.0005, coeff_W_L1=5e-06, batch_size=8"
-    assert answer[1].startswith("Runs: 18 on fresh datasets, 18 converged; rate 0.95 (90% > 0.89)")
+    assert answer[1].startswith("Runs: 12 on fresh datasets, 12 converged; rate 0.93 (90% > 0.84)")
     assert answer[1].endswith("(robust claims rate > 0.6 with 90% credibility)")
+    assert answer[-3] == (  # every candidate converged on every race dataset: tied at 2 rounds
+        "Race: 4 candidates on common fresh datasets, dropped: none; race ended tied: the "
+        "candidates agreed on all 6 common datasets"
+    )
     assert answer[-2] == (
         "Train it: python -m gnn_convergence.train training.learning_rate_W_start=0.001 "
         "training.learning_rate_start=0.0005 training.coeff_W_L1=5e-06 training.batch_size=8"
     )
     assert answer[-1] == (
-        "Datasets that failed at every config judged inside: none; 0 of 75 datasets run at "
+        "Datasets that failed at every config judged inside: none; 0 of 69 datasets run at "
         "inside configs (90% interval 0.00-0.04)"
     )
     record = json.loads((tmp_path / "answer.json").read_text())
@@ -290,7 +293,8 @@ def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, 
         "training.coeff_W_L1": 5e-06,
         "training.batch_size": 8,
     }
-    assert (record["recommended"]["runs"], record["recommended"]["converged"]) == (18, 18)
+    assert (record["recommended"]["runs"], record["recommended"]["converged"]) == (12, 12)
+    assert record["race"] == {"candidates": 4, "dropped": [], "tied": True, "common_datasets": 6}
     assert record["reason"] is None and record["runner_up"] is not None
     lr_w_high = [
         b
@@ -307,7 +311,7 @@ def test_the_answer_comes_first_with_the_command_that_trains_it(protocol_study, 
         }
     ]
     assert len(record["regions"]) == 1 and record["regions"][0]["configs"] == 10
-    assert record["hard_datasets"] == [] and record["datasets_inside"] == 75
+    assert record["hard_datasets"] == [] and record["datasets_inside"] == 69
 
 
 def test_a_study_where_nothing_converges_recommends_none_with_the_reason(tmp_path) -> None:
@@ -355,9 +359,9 @@ def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path)
         assert column in frame.columns
     assert frame["number"].tolist() == list(range(70))
     assert frame.loc[0, ["verdict", "rate_runs", "rate_converged"]].tolist() == [
-        "robust", 18, 18,
+        "robust", 12, 12,
     ]  # fmt: skip
-    assert frame.loc[0, "rate_mean"] == pytest.approx(19 / 20)
+    assert frame.loc[0, "rate_mean"] == pytest.approx(13 / 14)
     assert frame.loc[0, "seeds"] == "[0, 1, 2]" and frame.loc[1, "data_seeds"] == "[0, 1, 2]"
     assert frame.loc[0, "seed_1_connectivity_R2"] == 0.95
     pd.testing.assert_series_equal(frame["value"], expected["value"])
@@ -535,9 +539,9 @@ def test_a_study_without_hard_datasets_says_there_is_nothing_to_separate(
 ) -> None:
     write_records(protocol_study, PARAMS, tmp_path)
     rows, lines = data_section(tmp_path)
-    assert {r["hard"] for r in rows} == {"no", ""} and sum(r["hard"] == "no" for r in rows) == 75
+    assert {r["hard"] for r in rows} == {"no", ""} and sum(r["hard"] == "no" for r in rows) == 69
     assert lines == [
-        "Datasets that failed at every config judged inside: none; 0 of 75 datasets run at "
+        "Datasets that failed at every config judged inside: none; 0 of 69 datasets run at "
         "inside configs (90% interval 0.00-0.04)",
         "Rule: no dataset is hard, so there is nothing to separate.",
     ]

@@ -6,7 +6,9 @@ P(rate > 1/2) >= credibility), plus the leader's one-step neighbours away from a
 outside point. Up to ``rule.race_candidates`` of them race on one ordered stream of fresh datasets:
 round k is the same datasets for every candidate. After each round a candidate is dropped once
 the exact sign test on the datasets where it and the leader disagree says it is worse
-(p < 1 - credibility); the race ends with one survivor or after ``rule.race_rounds`` rounds. The
+(p < 1 - credibility); the race ends with one survivor, tied (after complete rounds, every
+candidate has at least ``rule.race_tie_runs`` common race datasets with the leader and disagrees
+with it on none), or after ``rule.race_rounds`` rounds; a latecomer reopens it. The
 recommended config has the highest lower credible bound of its rate on fresh runs; ties go to
 the config farther (in grid steps) from the nearest outside point, then to more runs. A
 dataset whose runs failed at every config judged inside that it was run at is **hard**: no
@@ -112,6 +114,8 @@ class Answer:
     racing: tuple[Config, ...]
     dropped: tuple[Config, ...]
     race_owed: tuple[RaceRun, ...]
+    race_tied: bool  # the race ended tied: every candidate agreed with the leader
+    race_common: int  # then: the fewest common race datasets a candidate has with the leader
     bands: tuple[Band, ...]
     probes_owed: tuple[Probe, ...]
     regions: tuple[Region, ...]
@@ -130,7 +134,12 @@ def study_answer(
     candidates = _with_interior_neighbours(ranked, params, evidence)
     candidates = candidates[: rule.race_candidates]
     racing, dropped = _race(candidates, evidence, rule)
-    race_owed = _race_owed(racing, evidence, rule.race_rounds) if len(racing) > 1 else ()
+    race_common = _race_tie(racing, evidence, rule) if len(racing) > 1 else 0
+    race_owed = (
+        _race_owed(racing, evidence, rule.race_rounds)
+        if len(racing) > 1 and not race_common
+        else ()
+    )
     finalists = sorted(
         (c for c in racing if c in evidence and evidence[c].inside),
         key=lambda c: _rank(c, evidence, params),
@@ -155,6 +164,8 @@ def study_answer(
         racing=tuple(racing),
         dropped=tuple(dropped),
         race_owed=tuple(race_owed),
+        race_tied=bool(race_common),
+        race_common=race_common,
         bands=tuple(r for r in rays if isinstance(r, Band)),
         probes_owed=tuple(r for r in rays if isinstance(r, Probe)),
         regions=regions(inside, evidence, params),
@@ -227,7 +238,7 @@ def _race(
     racing = list(candidates)
     dropped: list[Config] = []
     while len(racing) > 1:
-        leader = max(racing, key=lambda c: _race_score(c, evidence))
+        leader = _leader(racing, evidence)
         worst = None
         for config in racing:
             if config == leader:
@@ -241,6 +252,34 @@ def _race(
         racing.remove(worst)
         dropped.append(worst)
     return racing, dropped
+
+
+def _leader(racing: Sequence[Config], evidence: Mapping[Config, Evidence]) -> Config:
+    return max(racing, key=lambda c: _race_score(c, evidence))
+
+
+def _race_tie(
+    racing: Sequence[Config], evidence: Mapping[Config, Evidence], rule: RobustRule
+) -> int:
+    """The fewest common race datasets a candidate has with the leader when the race ended
+    tied, else 0: after complete rounds (every candidate has the same rounds), every candidate
+    has at least ``race_tie_runs`` of them and no discordant one."""
+    rounds = [_rounds(c, evidence) for c in racing]
+    if not rule.race_tie_runs or any(r != rounds[0] for r in rounds):
+        return 0
+    leader = _leader(racing, evidence)
+    common = []
+    for config in racing:
+        if config == leader:
+            continue
+        if _discordant(config, leader, evidence) != (0, 0):
+            return 0
+        common.append(len(_race_data(config, evidence) & _race_data(leader, evidence)))
+    return min(common) if min(common) >= rule.race_tie_runs else 0
+
+
+def _race_data(config: Config, evidence: Mapping[Config, Evidence]) -> set[int]:
+    return {r.data_seed for r in _race_runs(config, evidence) if r.data_seed is not None}
 
 
 def _race_runs(config: Config, evidence: Mapping[Config, Evidence]):

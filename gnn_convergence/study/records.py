@@ -358,9 +358,14 @@ def answer_text(state: ProtocolState) -> str:
         )
     if len(answer.candidates) > 1:
         dropped = "; ".join(_labelled(state, c) for c in answer.dropped) or "none"
+        tied = (
+            f"; race ended tied: the candidates agreed on all {answer.race_common} common datasets"
+            if answer.race_tied
+            else ""
+        )
         lines.append(
             f"Race: {len(answer.candidates)} candidates on common fresh datasets, "
-            f"dropped: {dropped}"
+            f"dropped: {dropped}{tied}"
         )
     lines.append(f"Train it: {recommended_command(state)}")
     lines.append(hard_text(state))
@@ -464,6 +469,12 @@ def answer_record(state: ProtocolState) -> dict[str, Any]:
         "reason": answer.reason,
         "runner_up": config_record(answer.runner_up),
         "p_better": answer.p_better,
+        "race": {
+            "candidates": len(answer.candidates),
+            "dropped": [state.values(c) for c in answer.dropped],
+            "tied": answer.race_tied,
+            "common_datasets": answer.race_common if answer.race_tied else None,
+        },
         "boundaries": [_band_record(state, b) for b in answer.bands],
         "regions": [
             {"configs": len(r.configs), "best": state.values(r.best)} for r in answer.regions
