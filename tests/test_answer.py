@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from gnn_convergence.outcome import CONVERGED, FAILED
-from gnn_convergence.study.answer import RaceRun, regions, study_answer
+from gnn_convergence.study.answer import Cut, Probe, RaceRun, regions, study_answer
 from gnn_convergence.study.datasets import Dataset, separation
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import Evidence, RobustRule, Run, Visit, sign_test
-from gnn_convergence.study.records import answer_record, answer_text
+from gnn_convergence.study.records import answer_record, answer_text, summary_tables
 from gnn_convergence.study.replay import ProtocolState
 from gnn_convergence.study.space import parse_space
 
@@ -148,6 +150,77 @@ def test_inside_configs_joined_by_one_step_moves_are_one_region() -> None:
     evidence = {c: Evidence(tuple(validated(i, c)), RULE) for i, c in enumerate((A, B, C, far))}
     found = regions([A, B, C, far], evidence, PARAMS)
     assert [r.configs for r in found] == [tuple(sorted((A, B, C))), (far,)]
+
+
+Z = (5, 1, 3, 2)  # two lr_W steps up and one lr step down from A: the path is P1, P2, Z
+P1, P2 = (4, 2, 3, 2), (5, 2, 3, 2)
+
+
+def probed(number: int, config, outcomes) -> list[Visit]:
+    """Probe trials of ``config``: three fresh datasets each."""
+    first = 1000 * (number + 1)
+    return [
+        visit(number + k, config, "probe", outcomes[3 * k : 3 * k + 3],
+              range(first + 3 * k, first + 3 * k + 3))
+        for k in range(len(outcomes) // 3)
+    ]  # fmt: skip
+
+
+def test_two_regions_with_an_unknown_path_owe_its_points_in_order() -> None:
+    two = {A: validated(0, A), Z: validated(2, Z)}
+    result = answer(two)
+    assert [r.configs for r in result.regions] == [(A,), (Z,)]
+    assert result.paths_owed == (Probe(P1, A),) and result.regions[1].cut is None
+    halfway = answer({**two, P1: probed(10, P1, (True,) * 3)})
+    assert halfway.paths_owed == (Probe(P1, A),)  # judged after probe_min_runs fresh runs
+    inside = answer({**two, P1: probed(10, P1, (True,) * 6)})
+    assert [r.configs for r in inside.regions] == [(A, P1), (Z,)]
+    assert inside.paths_owed == (Probe(P2, P1),)
+    running = {
+        **two,
+        P1: probed(10, P1, (True,) * 6),
+        P2: [replace(probed(20, P2, (True,) * 3)[0], runs=(), pending=True)],
+    }
+    assert answer(running).paths_owed == ()
+
+
+def test_an_outside_point_on_the_path_separates_the_regions() -> None:
+    path = {A: validated(0, A), Z: validated(2, Z), P1: probed(10, P1, (True,) * 6)}
+    result = answer({**path, P2: probed(20, P2, (False,) * 6)})
+    assert result.paths_owed == () and len(result.regions) == 2
+    assert result.regions[0].cut is None
+    assert result.regions[1].cut == Cut(P2, "outside", (0, 6))
+    state = state_of({**path, P2: probed(20, P2, (False,) * 6)})
+    rows = summary_tables(state)["Regions (configs judged inside, joined by one-step moves)"]
+    assert rows["path from region 1"].tolist() == [
+        "",
+        "separated (path probed: outside at lr_W=0.005, lr=0.0005, coeff_W_L1=5e-06, "
+        "batch_size=8)",
+    ]
+    record = answer_record(state)["regions"]
+    assert record[0]["path"] is None
+    assert record[1]["path"] == {
+        "status": rows["path from region 1"].tolist()[1],
+        "judged": "outside",
+        "at": state.values(P2),
+    }
+    undecided = answer({**path, P2: probed(20, P2, (True, False) * 6)})
+    assert undecided.regions[1].cut == Cut(P2, "transition", (6, 12))
+
+
+def test_a_path_judged_inside_all_along_merges_the_regions() -> None:
+    path = {A: validated(0, A), Z: validated(2, Z), P1: probed(10, P1, (True,) * 6)}
+    result = answer({**path, P2: probed(20, P2, (True,) * 6)})
+    assert [r.configs for r in result.regions] == [tuple(sorted((A, P1, P2, Z)))]
+    assert result.paths_owed == ()
+
+
+def test_a_region_whose_path_is_unknown_is_not_yet_probed() -> None:
+    state = state_of({A: validated(0, A), Z: validated(2, Z)})
+    rows = summary_tables(state)["Regions (configs judged inside, joined by one-step moves)"]
+    assert rows["path from region 1"].tolist() == ["", "not yet probed"]
+    record = answer_record(state)["regions"]
+    assert record[1]["path"] == {"status": "not yet probed", "judged": None, "at": None}
 
 
 def test_a_dataset_that_failed_at_every_inside_config_is_hard() -> None:

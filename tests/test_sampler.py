@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 from gnn_convergence.study import sampler as sampler_module
 from gnn_convergence.study.demo import SEED_SPACE
 from gnn_convergence.study.evidence import NOT_ROBUST, ROBUST, UNDECIDED, RobustRule
-from gnn_convergence.study.protocol import min_distances
+from gnn_convergence.study.protocol import _owed, min_distances
 from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.seeding import race_datasets
@@ -533,6 +533,23 @@ def test_protocol_state_evidence_walks_and_paired_incumbent() -> None:
     assert (walk.first, walk.configs, walk.incumbent, walk.stale) == (0, (a, b, c), b, 0)
     assert walk.panel == (0, 1, 2)
     assert state.values(a)["training.batch_size"] == 8 and state.config_of(1) == b
+
+
+def test_path_probes_between_two_regions_come_after_the_bands_probes() -> None:
+    """Region 1 is A (run first), region 2 is Z (recommended: more fresh runs). The path from
+    A toward Z changes lr_W first; its first point is owed after the race and the 8 probes of
+    the bands around Z, as a probe stepping from A."""
+    a, z = (3, 2, 3, 2), (5, 1, 3, 2)
+    configs = (a, a, z, z, z)
+    trials = [fake(n, "validate", c, [(3 * n + i, 3 * n + i, 0.95) for i in range(3)])
+              for n, c in enumerate(configs)]  # fmt: skip
+    state = protocol_state(trials, PARAMS)
+    assert state.answer.recommended == z
+    assert [r.configs for r in state.answer.regions] == [(a,), (z,)]
+    owed = [(d.role, d.config, d.parent) for d in _owed(state, "undecided", 8)]
+    assert [role for role, _, _ in owed] == ["race"] * 2 + ["probe"] * 9
+    assert owed[-1] == ("probe", (4, 2, 3, 2), 0)
+    assert all(config != (4, 2, 3, 2) for _, config, _ in owed[:-1])
 
 
 class TestBasicSampler(BasicSamplerTestCase):

@@ -10,7 +10,11 @@ the exact sign test on the datasets where it and the leader disagree says it is 
 candidate has at least ``rule.race_tie_runs`` common race datasets with the leader and disagrees
 with it on none), or after ``rule.race_rounds`` rounds; a latecomer reopens it. The
 recommended config has the highest lower credible bound of its rate on fresh runs; ties go to
-the config farther (in grid steps) from the nearest outside point, then to more runs. A
+the config farther (in grid steps) from the nearest outside point, then to more runs.
+Regions are the connected components of the configs judged inside; while there are two or
+more, the path from the first region's best config to each other region's best is probed like
+a ray (:func:`path`: one grid step at a time, parameters in index order), until a point judged
+outside or in transition separates them or every point is inside and they merge. A
 dataset whose runs failed at every config judged inside that it was run at is **hard**: no
 training config of the study fixes it.
 """
@@ -18,7 +22,7 @@ training config of the study fixes it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gnn_convergence.study.evidence import (
     HALF,
@@ -71,7 +75,9 @@ class Band:
 
 @dataclass(frozen=True)
 class Probe:
-    """A probe point owed: ``config`` needs more fresh runs (``origin``'s ray)."""
+    """A probe point owed: ``config`` needs more fresh runs. ``origin`` is the config it
+    steps from: the recommended config for a band's ray, the path's previous point for a path
+    between regions."""
 
     config: Config
     origin: Config
@@ -86,11 +92,25 @@ class RaceRun:
 
 
 @dataclass(frozen=True)
+class Cut:
+    """Where the probed path from the first region's best config to another region's best
+    left the inside: its first point judged outside, or one in transition (still undecided
+    at ``probe_runs`` fresh runs), with that point's (converged, fresh runs)."""
+
+    config: Config
+    judged: str  # OUTSIDE or TRANSITION
+    runs: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Region:
-    """Configs judged inside, joined by one-step moves; ``best`` has the highest bound."""
+    """Configs judged inside, joined by one-step moves; ``best`` has the highest bound.
+    ``cut``: for a region after the first, where the path from the first region's best to
+    this one's left the inside (separated); None while the path is not yet probed."""
 
     configs: tuple[Config, ...]
     best: Config
+    cut: Cut | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,7 @@ class Answer:
     race_common: int  # then: the fewest common race datasets a candidate has with the leader
     bands: tuple[Band, ...]
     probes_owed: tuple[Probe, ...]
+    paths_owed: tuple[Probe, ...]  # the next point of each unknown path between regions
     regions: tuple[Region, ...]
     hard: tuple[HardData, ...]
     datasets_inside: int  # datasets with runs at configs judged inside
@@ -155,6 +176,12 @@ def study_answer(
         for p in range(len(params) if recommended is not None else 0)
         for step, _ in SIDES
     ]
+    found = regions(inside, evidence, params)
+    paths = [_path(evidence, rule, found[0].best, r.best) for r in found[1:]]
+    found = found[:1] + tuple(
+        replace(r, cut=p) if isinstance(p, Cut) else r
+        for r, p in zip(found[1:], paths, strict=True)
+    )
     return Answer(
         recommended=recommended,
         reason=None if recommended is not None else _reason(evidence, rule),
@@ -168,7 +195,8 @@ def study_answer(
         race_common=race_common,
         bands=tuple(r for r in rays if isinstance(r, Band)),
         probes_owed=tuple(r for r in rays if isinstance(r, Probe)),
-        regions=regions(inside, evidence, params),
+        paths_owed=tuple(p for p in paths if isinstance(p, Probe)),
+        regions=found,
         hard=hard_datasets(inside, evidence),
         datasets_inside=len({r.data_seed for c in inside for r in evidence[c].runs} - {None}),
     )
@@ -339,12 +367,8 @@ def _ray(
         ev = evidence.get(point)
         if ev is not None and ev.pending:
             return None
-        fresh = ev.fresh if ev is not None else ()
-        counts = (sum(r.converged for r in fresh), len(fresh))
-        judged = decide(*counts, HALF, rule.credibility) if counts[1] else None
-        if counts[1] < rule.probe_min_runs or (
-            judged not in (ROBUST, NOT_ROBUST) and counts[1] < rule.probe_runs
-        ):
+        judged, counts = _judge(ev, rule)
+        if judged is None:
             return Probe(point, origin)
         if judged == NOT_ROBUST:
             return _band(params, evidence, origin, p, step, inside, transition, point, counts)
@@ -354,6 +378,55 @@ def _ray(
             transition.append(point)
         index += step
     return _band(params, evidence, origin, p, step, inside, transition, None, None)
+
+
+def _judge(ev: Evidence | None, rule: RobustRule) -> tuple[str | None, tuple[int, int]]:
+    """A probe point's verdict about one half on its fresh runs (robust, not robust, or
+    undecided at ``probe_runs``), None while it needs more runs; and its (converged, runs)."""
+    fresh = ev.fresh if ev is not None else ()
+    counts = (sum(r.converged for r in fresh), len(fresh))
+    judged = decide(*counts, HALF, rule.credibility) if counts[1] else None
+    if counts[1] < rule.probe_min_runs or (
+        judged not in (ROBUST, NOT_ROBUST) and counts[1] < rule.probe_runs
+    ):
+        return None, counts
+    return judged, counts
+
+
+def path(start: Config, end: Config) -> list[Config]:
+    """The monotone grid path from ``start`` to ``end`` (``end`` included, ``start`` not):
+    one grid step at a time, the first parameter all the way, then the next, in index order.
+    One fixed order keeps the path a function of its two ends, so a replay finds the same
+    points; it is one of the shortest paths, not a search for the best one."""
+    points, here = [], start
+    for p, target in enumerate(end):
+        step = 1 if target > here[p] else -1
+        while here[p] != target:
+            here = _shift(here, p, step)
+            points.append(here)
+    return points
+
+
+def _path(
+    evidence: Mapping[Config, Evidence], rule: RobustRule, start: Config, end: Config
+) -> Cut | Probe | None:
+    """Walk the path from ``start`` toward ``end``, each point judged like a probe point: the
+    first point judged outside or in transition separates the two regions (a Cut); a point
+    that needs more fresh runs is owed (a Probe stepping from the previous point); None while
+    a point is running, or when every point is inside (the regions then merge by themselves:
+    the points join them one step at a time)."""
+    previous = start
+    for point in path(start, end):
+        ev = evidence.get(point)
+        if ev is not None and ev.pending:
+            return None
+        judged, counts = _judge(ev, rule)
+        if judged is None:
+            return Probe(point, previous)
+        if judged != ROBUST:
+            return Cut(point, OUTSIDE if judged == NOT_ROBUST else TRANSITION, counts)
+        previous = point
+    return None
 
 
 def _band(params, evidence, origin, p, step, inside, transition, outside, outside_runs) -> Band:

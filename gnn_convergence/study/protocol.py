@@ -86,9 +86,9 @@ def next_decision(
 ) -> Decision:
     """What the next trial runs, given everything decided before it.
 
-    Order: the rerun of a killed start or jump, a retry, a validation, a race round or a probe
-    still owed; else the start; else a move of the current walk; else (its incumbent
-    validated, patience spent or boxed in) a jump.
+    Order: the rerun of a killed start or jump, a retry, a validation, a race round, a probe
+    of a band or a probe of a path between regions still owed; else the start; else a move of
+    the current walk; else (its incumbent validated, patience spent or boxed in) a jump.
     """
     owed = next(_owed(state, retry, patience), None)
     if owed is not None:
@@ -116,6 +116,8 @@ def _owed(state: ProtocolState, retry: str, patience: int) -> Iterator[Decision]
     for owed in state.answer.race_owed:
         yield Decision(RACE, owed.config, _parent(state, owed.config), round=owed.round)
     for owed in state.answer.probes_owed:
+        yield Decision(PROBE, owed.config, state.first_number(owed.origin))
+    for owed in state.answer.paths_owed:
         yield Decision(PROBE, owed.config, state.first_number(owed.origin))
 
 

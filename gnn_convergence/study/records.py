@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.study.answer import Region
 from gnn_convergence.study.datasets import STATS, Separation, StudyData, study_data
 from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
 from gnn_convergence.study.replay import (
@@ -477,13 +478,35 @@ def answer_record(state: ProtocolState) -> dict[str, Any]:
         },
         "boundaries": [_band_record(state, b) for b in answer.bands],
         "regions": [
-            {"configs": len(r.configs), "best": state.values(r.best)} for r in answer.regions
+            {
+                "configs": len(r.configs),
+                "best": state.values(r.best),
+                "path": None if number == 0 else _path_record(state, r),
+            }
+            for number, r in enumerate(answer.regions)
         ],
         "hard_datasets": [
             {"data_seed": h.data_seed, "runs": h.runs, "configs": h.configs} for h in answer.hard
         ],
         "datasets_inside": answer.datasets_inside,
     }
+
+
+def _path_record(state: ProtocolState, region: Region) -> dict[str, Any]:
+    cut = region.cut
+    return {
+        "status": path_text(state, region),
+        "judged": None if cut is None else cut.judged,
+        "at": None if cut is None else state.values(cut.config),
+    }
+
+
+def path_text(state: ProtocolState, region: Region) -> str:
+    """How a region beyond the first relates to the first: ``separated (path probed: outside
+    at lr_W=0.005, ...)``, or ``not yet probed``."""
+    if region.cut is None:
+        return "not yet probed"
+    return f"separated (path probed: {region.cut.judged} at {_labelled(state, region.cut.config)})"
 
 
 def _band_record(state: ProtocolState, band) -> dict[str, Any]:
@@ -550,9 +573,11 @@ def _region_table(state: ProtocolState) -> pd.DataFrame:
             for i, p in enumerate(state.params)
         }
         best = state.evidence[region.best]
+        path_note = path_text(state, region) if number > 1 else ""
         rows.append({"region": number, "configs": len(region.configs), **extent,
                      "best": _labelled(state, region.best),
-                     f"best rate {state.rule.credibility:.0%} >": best.lower})  # fmt: skip
+                     f"best rate {state.rule.credibility:.0%} >": best.lower,
+                     "path from region 1": path_note})  # fmt: skip
     return pd.DataFrame(rows)
 
 
