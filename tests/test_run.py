@@ -16,7 +16,7 @@ from gnn_convergence import artifacts, figures
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
-from gnn_convergence.results import Recovery, RunResult, SeedResult
+from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
 from gnn_convergence.run import run, train_population
 from gnn_convergence.trainer import loss_terms
 from hydra_plugins.gnn_convergence_sweeper._impl import trial_attrs
@@ -32,15 +32,11 @@ STATS = (
 SEED_KEYS = [
     "seed",
     "data_seed",
-    "connectivity_R2",
-    "test_R2",
-    "test_pearson",
-    "final_loss",
+    *METRICS,
     "class",
     "diverged_at_step",
     *STATS,
 ]
-METRICS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
 RUN_KEYS = {
     "objective",
     "class",

@@ -27,6 +27,7 @@ from plotly.subplots import make_subplots
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.results import METRICS
 from gnn_convergence.study.datasets import STATS, Dataset, StudyData
 from gnn_convergence.study.evidence import Run
 from gnn_convergence.study.records import column
@@ -156,14 +157,13 @@ def _seed_indices(frame: pd.DataFrame | pd.Series) -> list[int]:
 
 def _seed_text(row: pd.Series, i: int) -> str | None:
     """``seed S: connectivity_R2 ..., diverged at step N``; None when the seed has no record."""
-    metrics = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
-    values = [row.get(f"seed_{i}_{m}") for m in metrics]
+    values = [row.get(f"seed_{i}_{m}") for m in METRICS]
     diverged = row.get(f"seed_{i}_diverged_at_step")
     if all(missing(v) for v in values) and missing(diverged):
         return None
     seeds = json.loads(row["seeds"]) if isinstance(row.get("seeds"), str) else []
     name = f"seed {seeds[i]}" if i < len(seeds) else f"seed #{i}"
-    text = ", ".join(f"{m} {_num(v)}" for m, v in zip(metrics, values))
+    text = ", ".join(f"{m} {_num(v)}" for m, v in zip(METRICS, values))
     return f"{name}: {text}" + ("" if missing(diverged) else f", diverged at step {diverged}")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
-from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify, worst
+from gnn_convergence.results import METRICS
 from gnn_convergence.study.datasets import STATS, Separation, StudyData, study_data
 from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
 from gnn_convergence.study.replay import (
@@ -53,13 +53,8 @@ from gnn_convergence.study.vocabulary import (
 TRIALS_CSV = "trials.csv"
 ANALYSIS_MD = "analysis.md"
 ANSWER_JSON = "answer.json"
-SUMMARY_KEYS = (
-    *(f"{m}_{s}" for m in ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
-      for s in ("min", "mean")),
-    "training_time_min",
-)  # fmt: skip
-SEED_COLUMNS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss", "diverged_at_step")
-METRICS_LINE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
+SUMMARY_KEYS = (*(f"{m}_{s}" for m in METRICS for s in ("min", "mean")), "training_time_min")
+SEED_COLUMNS = (*METRICS, "diverged_at_step")
 CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
 HEAD_COLUMNS = ("number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
                 "seed_mode")  # fmt: skip
@@ -197,8 +192,8 @@ def _param_text(trial: FrozenTrial, param: Param) -> str:
 def _metrics(trial: FrozenTrial, seeds: list[dict]) -> str:
     if trial.state != TrialState.COMPLETE:
         return f"none (error: {_error(trial)})"
-    worst = min(seeds, key=_seed_value) if seeds else {"connectivity_R2": trial.value}
-    return ", ".join(f"{m}={number_text(worst.get(m))}" for m in METRICS_LINE)
+    run = worst(seeds, _seed_value) if seeds else {"connectivity_R2": trial.value}
+    return ", ".join(f"{m}={number_text(run.get(m))}" for m in METRICS)
 
 
 def _error(trial: FrozenTrial) -> str:
@@ -609,7 +604,6 @@ def _seed_class(record: Mapping[str, Any], thresholds: Thresholds) -> str:
     return classify(finite(record.get("connectivity_R2")), thresholds)
 
 
-def _seed_value(record: Mapping[str, Any]) -> float:
-    """A seed's connectivity_R2, -inf when missing (so the worst seed)."""
-    value = finite(record.get("connectivity_R2"))
-    return -math.inf if value is None else value
+def _seed_value(record: Mapping[str, Any]) -> float | None:
+    """A seed's connectivity_R2; None when missing or not a finite number."""
+    return finite(record.get("connectivity_R2"))
