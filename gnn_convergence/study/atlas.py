@@ -46,6 +46,7 @@ from gnn_convergence.figures import write_plotlyjs
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, Thresholds, classify
 from gnn_convergence.study import maps
+from gnn_convergence.study.formats import MISSING, number_text, short_text
 from gnn_convergence.study.pages import (
     load_study,
     page,
@@ -56,7 +57,7 @@ from gnn_convergence.study.pages import (
 from gnn_convergence.study.records import trials_frame
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState, protocol_state
 from gnn_convergence.study.space import Param, value_text
-from gnn_convergence.study.vocabulary import finite, number_text
+from gnn_convergence.study.vocabulary import finite
 
 X_KEY = "training.learning_rate_W_start"
 Y_KEY = "training.learning_rate_start"
@@ -321,7 +322,7 @@ def _summary_html(jobs: Sequence[Job], table: pd.DataFrame, out: Path) -> str:
         + (f" Jobs in no cell: {len(lost)}; {'; '.join(j.error for j in lost)}." if lost else "")
     )
     csv = out.with_suffix(".csv").name
-    cells = table.to_html(index=False, na_rep="-", float_format="{:.4g}".format)
+    cells = table.to_html(index=False, na_rep=MISSING, float_format=short_text)
     link = f'<a href="{escape(quote(csv))}">{escape(csv)}</a>'
     return f"<p>{escape(text)} Cell table: {link}.</p>\n{cells}"
 

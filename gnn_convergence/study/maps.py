@@ -30,6 +30,7 @@ from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, clas
 from gnn_convergence.results import METRICS
 from gnn_convergence.study.datasets import STATS, Dataset, StudyData
 from gnn_convergence.study.evidence import Run
+from gnn_convergence.study.formats import grid_text, missing, short_text
 from gnn_convergence.study.records import column
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
@@ -121,21 +122,6 @@ def _spread(param: Param, us: Sequence[float | None], keys: Sequence[Any]) -> li
     return [_axis_value(param, u) for u in out]
 
 
-def missing(value: Any) -> bool:
-    """None or a scalar NaN; a list value (a choice of lists) is never missing."""
-    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
-
-
-def _num(value: Any) -> str:
-    return "-" if missing(value) else f"{float(value):.4g}"
-
-
-def _text(value: Any, default: str = "-") -> str:
-    if missing(value):
-        return default
-    return value_text(float(value) if isinstance(value, np.floating) else value)
-
-
 def _rows(frame: pd.DataFrame, params: Sequence[Param], running: bool = True) -> pd.DataFrame:
     """The finished (and running) trials, with columns ``hover``, ``color`` and ``y`` (the
     objective as drawn: 0 for FAIL, PRUNED and RUNNING trials, floored at Y_FLOOR)."""
@@ -163,7 +149,7 @@ def _seed_text(row: pd.Series, i: int) -> str | None:
         return None
     seeds = json.loads(row["seeds"]) if isinstance(row.get("seeds"), str) else []
     name = f"seed {seeds[i]}" if i < len(seeds) else f"seed #{i}"
-    text = ", ".join(f"{m} {_num(v)}" for m, v in zip(METRICS, values))
+    text = ", ".join(f"{m} {short_text(v)}" for m, v in zip(METRICS, values))
     return f"{name}: {text}" + ("" if missing(diverged) else f", diverged at step {diverged}")
 
 
@@ -178,7 +164,7 @@ def _run_values(row: pd.Series) -> list[float | None]:
 
 def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) -> str:
     """Trial number, state, role, class, full config, objective, per-seed values and folder."""
-    head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
+    head = [row["state"], grid_text(row["role"], "no role"), grid_text(row["class"], "")]
     if not missing(row["verdict"]):
         head.append(
             f"config {row['rate_converged']}/{row['rate_runs']} runs converged, rate "
@@ -186,13 +172,13 @@ def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) ->
         )
     lines = [" | ".join(h for h in head if h)]
     lines += [] if missing(row["change"]) else [f"change: {row['change']}"]
-    lines.append(", ".join(f"{p.label}={_text(row[column(p)], '?')}" for p in params))
+    lines.append(", ".join(f"{p.label}={grid_text(row[column(p)], '?')}" for p in params))
     if row["state"] == "COMPLETE":
-        lines.append(f"objective (min connectivity_R2): {_num(row['value'])}")
+        lines.append(f"objective (min connectivity_R2): {short_text(row['value'])}")
     elif row["state"] != "RUNNING":
-        lines.append(f"{row['state']}: {_text(row['error'])}")
+        lines.append(f"{row['state']}: {grid_text(row['error'])}")
     lines += [t for i in seeds if (t := _seed_text(row, i))]
-    lines.append(f"folder: {_text(row['folder'])}")
+    lines.append(f"folder: {grid_text(row['folder'])}")
     body = "<br>".join(escape(line, quote=False) for line in lines)
     return f"<b>trial {row['number']}</b> | {body}"
 
@@ -543,7 +529,7 @@ def data_figure(
         if s.side is not None:
             fig.add_vline(
                 x=s.threshold, row=1, col=col, line={"dash": "dot", "color": "#616161"},
-                annotation_text=f"hard {s.side} {s.threshold:.4g}",
+                annotation_text=f"hard {s.side} {short_text(s.threshold)}",
             )  # fmt: skip
     _thresholds(fig, thresholds)
     fig.update_layout(
@@ -561,7 +547,8 @@ def _run_hover(state: ProtocolState, dataset: Dataset, config: Any, run: Run) ->
     lines = [
         f"{dataset.inside_converged}/{dataset.inside_runs} runs converged at "
         f"{dataset.inside_configs} inside configs",
-        f"trial {run.trial}, seed {run.seed}: connectivity_R2 {_num(run.value)} ({run.outcome})",
+        f"trial {run.trial}, seed {run.seed}: "
+        f"connectivity_R2 {short_text(run.value)} ({run.outcome})",
         ", ".join(f"{p.label}={value_text(values[p.name])}" for p in state.params),
     ]
     body = "<br>".join(escape(line, quote=False) for line in lines)

@@ -24,6 +24,7 @@ from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, clas
 from gnn_convergence.results import METRICS
 from gnn_convergence.study.datasets import STATS, Separation, StudyData, study_data
 from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
+from gnn_convergence.study.formats import markdown_cell, number_text, short_text
 from gnn_convergence.study.replay import (
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
@@ -47,7 +48,6 @@ from gnn_convergence.study.vocabulary import (
     SEEDS,
     START,
     finite,
-    number_text,
 )
 
 TRIALS_CSV = "trials.csv"
@@ -385,7 +385,7 @@ def data_table(data: StudyData) -> pd.DataFrame:
     """One row per dataset: its statistics, runs, runs at configs judged inside, hard."""
     rows = [
         {"data seed": d.data_seed,
-         **{s: "" if d.stats[s] is None else f"{d.stats[s]:.4g}" for s in STATS},
+         **{s: short_text(d.stats[s], "") for s in STATS},
          "runs": d.runs,
          "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
          if d.inside_runs else "",
@@ -419,7 +419,7 @@ def separation_text(s: Separation) -> str:
         return f"no threshold on {s.stat} separates them"
     other = "above" if s.side == "below" else "below"
     return (
-        f"every dataset with {s.stat} {s.side} {s.threshold:.4g} failed at every inside "
+        f"every dataset with {s.stat} {s.side} {short_text(s.threshold)} failed at every inside "
         f"config: {s.hard} of {s.hard}, and none {other} it: 0 of {s.others}"
     )
 
@@ -547,8 +547,8 @@ def markdown_text(text: str) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table; floats with 2 decimals."""
-    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
+    """A pipe table, cells as :func:`~gnn_convergence.study.formats.markdown_cell` writes them."""
+    cells = [[markdown_cell(v) for v in row] for row in table.values]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
     lines.append("|" + "---|" * len(table.columns))
     lines += ["| " + " | ".join(row) + " |" for row in cells]
