@@ -21,7 +21,7 @@ from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.atlas import (
     X_KEY,
     Y_KEY,
-    Job,
+    GridJob,
     atlas_figure,
     cell_table,
     main,
@@ -105,7 +105,10 @@ def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table
 
 
 def test_runs_without_a_value_count_as_runs_that_did_not_converge(tmp_path):
-    jobs = [Job(tmp_path, (1e-2, 1e-3), (0.95, None, 0.5)), Job(tmp_path, (1e-2, 1e-3), None)]
+    jobs = [
+        GridJob(tmp_path, (1e-2, 1e-3), (0.95, None, 0.5)),
+        GridJob(tmp_path, (1e-2, 1e-3), None),
+    ]
     row = cell_table(jobs, Thresholds(converged=0.4)).iloc[0]
     assert (row["runs"], row["converged"], row["failed_jobs"]) == (3, 2, 1)
     assert row["mean_R2"] == pytest.approx(0.725)

@@ -31,7 +31,7 @@ from packaging.version import Version
 from gnn_convergence.config import ConfigError, RunConfig
 from gnn_convergence.simulation import SimulationError
 from gnn_convergence.train import main
-from hydra_plugins.gnn_convergence_launcher._impl import Job, groups
+from hydra_plugins.gnn_convergence_launcher._impl import BatchJob, groups
 from hydra_plugins.gnn_convergence_launcher.launcher import PopulationLauncher
 
 # the tiny pair, 500 steps a run
@@ -91,7 +91,7 @@ def test_jobs_group_by_population_key_in_job_order_and_split_at_max_members():
     one = RunConfig()
     other = dataclasses.replace(one, training=dataclasses.replace(one.training, batch_size=4))
     cfgs = [one, other, None, one, one, other]  # None: not our app's config
-    jobs = [Job(num, OmegaConf.create(), cfg) for num, cfg in enumerate(cfgs)]
+    jobs = [BatchJob(num, OmegaConf.create(), cfg) for num, cfg in enumerate(cfgs)]
     assert [[j.num for j in g] for g in groups(jobs, None)] == [[0, 3, 4], [1, 5], [2]]
     assert [[j.num for j in g] for g in groups(jobs, 2)] == [[0, 3], [4], [1, 5], [2]]
     with pytest.raises(ValueError, match="max_members=0"):

@@ -105,7 +105,7 @@ def write_study(
             f"{study.study_name}: {title}", figures[name], notes.get(name, ""), tails.get(name, "")
         )
         write_atomic(folder / f"{name}.html", html)
-    head, tail = _summary_html(frame, state, thresholds), _trials_html(frame, state)
+    head, tail = _report_head_html(frame, state, thresholds), _trials_html(frame, state)
     report = page(f"Study {study.study_name}", _flat(figures), head, tail)
     write_atomic(folder / REPORT_HTML, report)
     dashboard = (figures["maps"] or figures["slices"])[0]
@@ -132,7 +132,7 @@ def _flat(figures: Mapping[str, list[go.Figure]]) -> list[go.Figure]:
     return [f for name in PAGES for f in figures[name]]
 
 
-def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds) -> str:
+def _report_head_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds) -> str:
     states = frame["state"].value_counts().to_dict()
     counts = ", ".join(f"{s.lower()} {n}" for s, n in sorted(states.items())) or "no trials"
     now = datetime.datetime.now().isoformat(timespec="seconds")
