@@ -19,13 +19,16 @@ from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, parse_space, record_space
 
 # The default study's search space and start (conf/hydra/sweeper/convergence.yaml)
-SEED_SPACE = {
+DEFAULT_SPACE = {
     "training.learning_rate_W_start": "tag(log, interval(1e-4, 1e-2))",
     "training.learning_rate_start": "tag(log, interval(1e-4, 1e-3))",
     "training.coeff_W_L1": "interval(0, 1e-4)",
     "training.batch_size": "choice(1, 4, 8, 16)",
 }
 SEED_START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
+# Old name, for tests/test_sampler.py, tests/test_answer.py and benchmarks/sampler_benchmark.py
+# (edited elsewhere); remove once they import DEFAULT_SPACE
+SEED_SPACE = DEFAULT_SPACE
 
 
 def demo_study(
@@ -43,12 +46,12 @@ def demo_study(
     spectral radius is unrelated); at lr_W 1e-2 a run may diverge (no value), making the trial
     a FAIL as in the sweeper. Trial folders are named, not created.
     """
-    params = parse_space(SEED_SPACE)
+    params = parse_space(DEFAULT_SPACE)
     sampler = ProtocolSampler(params, start=SEED_START, seed=seed)
     study = optuna.create_study(
         study_name=study_name, storage=storage, sampler=sampler, direction="maximize"
     )
-    record_space(study, SEED_SPACE, params)
+    record_space(study, DEFAULT_SPACE, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
         seeds = _demo_runs(trial.params, trial.user_attrs["seeds"], trial.user_attrs["data_seeds"])
