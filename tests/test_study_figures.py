@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps, pages
+from gnn_convergence.study.boundary_estimate import converged_share
 from gnn_convergence.study.datasets import STATS, study_data
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.records import trials_frame
@@ -133,7 +134,7 @@ def test_pairwise_maps_start_with_lr_w_x_lr_and_show_the_estimate_and_probes(dem
 
 def test_converged_share_averages_cells_and_is_blank_far_from_every_trial() -> None:
     cells = np.array([[0.0, 0.0], [1.0, 0.0]])
-    share = maps.converged_share(cells, np.array([1.0, 0.0]), np.array([[0.5, 0], [0, 0], [9, 9]]))
+    share = converged_share(cells, np.array([1.0, 0.0]), np.array([[0.5, 0], [0, 0], [9, 9]]))
     assert share[0] == pytest.approx(0.5) and share[1] > 0.5 and math.isnan(share[2])
 
 

@@ -5,8 +5,8 @@ is :func:`~gnn_convergence.study.replay.protocol_state`'s. Axes follow the grids
 a log parameter (a leading 0 drawn one decade below the smallest positive value, labelled 0),
 ticks at the grid values, a non-numeric choice (a list too) by its index. Trials at the same
 value are spread over a third of a grid step so that each can be hovered. Nothing here computes
-a metric; the one estimate, the pairwise maps' working-region boundary
-(:func:`converged_share`), is explained in the figure itself.
+a metric; the one estimate, the pairwise maps' working-region boundary, is computed in
+:mod:`~gnn_convergence.study.boundary_estimate` and explained in the figure itself.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -28,6 +27,7 @@ from plotly.subplots import make_subplots
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
 from gnn_convergence.results import METRICS
+from gnn_convergence.study.boundary_estimate import share_map
 from gnn_convergence.study.datasets import STATS, Dataset, StudyData
 from gnn_convergence.study.evidence import Run
 from gnn_convergence.study.formats import grid_text, missing, short_text
@@ -48,9 +48,6 @@ ROLE_SYMBOLS = {
 }
 Y_FLOOR = -0.2  # connectivity_R2 below this is drawn at it (the hover gives the value)
 SPREAD = 0.3  # trials at one value spread over this fraction of a grid step
-BANDWIDTH = 1.0  # of the boundary estimate's Gaussian kernel, in grid steps
-MIN_WEIGHT = math.exp(-2)  # the estimate is blank where no trial is within about 2 bandwidths
-MESH = 60
 ESTIMATE_NOTE = (
     "Dashed line: estimated working-region boundary. Each grid cell of this map holds the share "
     "of its finished runs that converged;<br>the line is where a Gaussian-kernel average of "
@@ -299,24 +296,6 @@ def ordered_pairs(params: Sequence[Param]) -> list[tuple[Param, Param]]:
     return sorted(pairs, key=lambda pair: (pair[0].label, pair[1].label) != ("lr_W", "lr"))
 
 
-def converged_share(points: np.ndarray, shares: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-    """Gaussian-kernel average of the points' converged shares at each mesh point.
-
-    Args:
-        points: (n, d) distinct trial positions (grid cells), in grid steps.
-        shares: (n,) share of converged trials in each cell, so each cell weighs the same.
-        mesh: (m, d) positions to estimate at, in grid steps.
-
-    Returns:
-        (m,) estimates, NaN where the kernel weight is below MIN_WEIGHT (no cell near).
-    """
-    d2 = ((mesh[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
-    weight = np.exp(-0.5 * d2 / BANDWIDTH**2)
-    total = weight.sum(axis=1)
-    share = weight @ shares / np.maximum(total, 1e-300)
-    return np.where(total >= MIN_WEIGHT, share, np.nan)
-
-
 def _estimate_trace(
     rows: pd.DataFrame, x: Param, y: Param, thresholds: Thresholds
 ) -> go.Contour | None:
@@ -328,15 +307,8 @@ def _estimate_trace(
             cells[cell] += [classify(v, thresholds) == CONVERGED for v in _run_values(row)]
     if not cells:
         return None
-    steps = np.array([_step(x), _step(y)])
-    axes = [
-        np.linspace(min(_grid(p)) - s / 2, max(_grid(p)) + s / 2, MESH)
-        for p, s in zip((x, y), steps)
-    ]
-    gx, gy = np.meshgrid(*axes)
-    mesh = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    points, shares = np.array(list(cells)), np.array([np.mean(c) for c in cells.values()])
-    share = converged_share(points / steps, shares, mesh / steps).reshape(gx.shape).round(3)
+    extents = ((min(_grid(x)), max(_grid(x))), (min(_grid(y)), max(_grid(y))))
+    axes, share = share_map(cells, (_step(x), _step(y)), extents)
     return go.Contour(
         x=[_axis_value(x, u) for u in axes[0]], y=[_axis_value(y, u) for u in axes[1]],
         z=share, name="boundary estimate", showlegend=True, showscale=False,
