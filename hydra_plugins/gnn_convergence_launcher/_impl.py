@@ -19,6 +19,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from gnn_convergence.config import RunConfig, to_run_config
+from gnn_convergence.job import write_job
 
 if TYPE_CHECKING:
     from gnn_convergence.run import Member
@@ -154,7 +155,6 @@ def group_key(job: BatchJob) -> Hashable:
 def writer(member: Member, note: str) -> Callable[[DictConfig], dict[str, Any]]:
     """A task function that logs `note` and writes `member` into its job's folder, returning
     what `gnn_convergence.train.main` returns for the same job run alone."""
-    from gnn_convergence.train import write_job
 
     def task(_: DictConfig) -> dict[str, Any]:
         log.info("%s; its training curve is in metrics.json", note)
