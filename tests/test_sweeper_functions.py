@@ -25,15 +25,17 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.space import parse_space
 from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
-    StudyError,
-    check_storage_folder,
-    check_study_name,
     check_values,
     fail_lost_trials,
     split_arguments,
-    storage_text,
     tell,
     trial_attrs,
+)
+from hydra_plugins.gnn_convergence_sweeper._study_folder import (
+    StudyError,
+    check_storage_folder,
+    check_study_name,
+    storage_text,
 )
 from hydra_plugins.gnn_convergence_sweeper.sweeper import RobustConf, ThresholdsConf
 
