@@ -38,13 +38,19 @@ def grid(tmp_path_factory):
     """A 2x2 atlas of the tiny pair, 500 steps and 2 runs a cell (about 15 s on 2 cores)."""
     root = tmp_path_factory.mktemp("atlas")
     command = [
-        sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=atlas",
-        f"hydra.sweep.dir={root}/grid", f"paths.cache_dir={root}/cache",
-        "training.data_augmentation_loop=1", "training.seeds=[0,1]",
+        sys.executable,
+        "-m",
+        "gnn_convergence.train",
+        "-m",
+        "sweeps=atlas",
+        f"hydra.sweep.dir={root}/grid",
+        f"paths.cache_dir={root}/cache",
+        "training.data_augmentation_loop=1",
+        "training.seeds=[0,1]",
         "training.data_seeds=[1000,1002]",
         f"training.learning_rate_W_start={LR_W[0]},{LR_W[1]}",
         f"training.learning_rate_start={LR[0]},{LR[1]}",
-    ]  # fmt: skip
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "grid"
@@ -77,8 +83,10 @@ def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
     assert list(heat.x) == list(LR_W) and list(heat.y) == list(LR)
     rates = table.pivot(index="lr", columns="lr_W", values="rate")
     assert np.array(heat.z).tolist() == rates.to_numpy().tolist()
-    counts = [[f"{c}/{n}" for c, n in zip(r["converged"], r["runs"])] for _, r in
-              table.groupby("lr", sort=True)]  # fmt: skip
+    counts = [
+        [f"{c}/{n}" for c, n in zip(r["converged"], r["runs"])]
+        for _, r in table.groupby("lr", sort=True)
+    ]
     assert np.array(heat.text).tolist() == counts
 
 
@@ -129,9 +137,10 @@ def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     trials = study.get_trials()
     plane = [[t.params[k] for k in (X_KEY, Y_KEY)] for t in trials]
     links = {
-        (*plane[t.user_attrs["parent"]], *plane[t.number]) for t in trials
+        (*plane[t.user_attrs["parent"]], *plane[t.number])
+        for t in trials
         if t.user_attrs["parent"] is not None and plane[t.user_attrs["parent"]] != plane[t.number]
-    }  # fmt: skip
+    }
     walk = traces["walk (trial from parent)"]
     drawn = {(*walk.x[i : i + 2], *walk.y[i : i + 2]) for i in range(0, len(walk.x), 3)}
     assert len(links) > 1 and drawn == {(a, c, b, d) for a, b, c, d in links}

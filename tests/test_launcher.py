@@ -35,8 +35,14 @@ from hydra_plugins.gnn_convergence_launcher._impl import BatchJob, groups
 from hydra_plugins.gnn_convergence_launcher.launcher import PopulationLauncher
 
 # the tiny pair, 500 steps a run
-TINY = ["simulation=tiny", "training=tiny", "device=cpu", "progress=false",
-        "training.n_epochs=1", "training.data_augmentation_loop=2"]  # fmt: skip
+TINY = [
+    "simulation=tiny",
+    "training=tiny",
+    "device=cpu",
+    "progress=false",
+    "training.n_epochs=1",
+    "training.data_augmentation_loop=2",
+]
 TOLERANCE = 1e-4  # float32: a population sums its members' losses in another order
 
 
@@ -102,11 +108,22 @@ def grid(tmp_path: Path, launcher: str) -> str:
     """Two lr_W values of the tiny pair as a basic grid through `launcher`, into
     tmp_path/<launcher>; returns the command's output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gnn_convergence.train", "-m", "hydra/sweeper=basic",
-         f"hydra/launcher={launcher}", *TINY, "training.learning_rate_W_start=5e-3,1e-2",
-         f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/{launcher}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "hydra/sweeper=basic",
+            f"hydra/launcher={launcher}",
+            *TINY,
+            "training.learning_rate_W_start=5e-3,1e-2",
+            f"paths.cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={tmp_path}/{launcher}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -212,12 +229,23 @@ def test_a_mixed_batch_runs_each_group_and_reports_each_error_in_its_job(tmp_pat
 
 def test_a_study_with_batches_of_three_reports_every_trial(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "gnn_convergence.train", "-m", "hydra/launcher=population",
-         "hydra.sweeper.n_jobs=3", "hydra.sweeper.n_trials=3", *TINY,
-         f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
-         f"hydra.sweep.dir={tmp_path}/study", f"paths.cache_dir={tmp_path}/cache"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "hydra/launcher=population",
+            "hydra.sweeper.n_jobs=3",
+            "hydra.sweeper.n_trials=3",
+            *TINY,
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
+            f"hydra.sweep.dir={tmp_path}/study",
+            f"paths.cache_dir={tmp_path}/cache",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = optuna.load_study(
         study_name="convergence", storage=f"sqlite:///{tmp_path}/studies.db"

@@ -244,10 +244,14 @@ def test_analysis_log_bare_keys_are_the_worst_seed(tmp_path):
 def _recovery(k: int = 3, n: int = 4, g: int = 5) -> Recovery:
     rng = np.random.default_rng(0)
     return Recovery(
-        true_w=rng.normal(size=(k, n, n)), learned_w=rng.normal(size=(k, n, n)),
-        u=np.linspace(-1, 1, g), psi=rng.normal(size=(k, g)), phi=rng.normal(size=(k, g)),
-        true_psi=np.tanh(np.linspace(-1, 1, g)), true_phi=-np.linspace(-1, 1, g),
-    )  # fmt: skip
+        true_w=rng.normal(size=(k, n, n)),
+        learned_w=rng.normal(size=(k, n, n)),
+        u=np.linspace(-1, 1, g),
+        psi=rng.normal(size=(k, g)),
+        phi=rng.normal(size=(k, g)),
+        true_psi=np.tanh(np.linspace(-1, 1, g)),
+        true_phi=-np.linspace(-1, 1, g),
+    )
 
 
 def test_run_folder_files_are_replaced_whole(tmp_path):
@@ -310,14 +314,23 @@ def test_study_trials_share_one_plotlyjs(tmp_path):
     study = tmp_path / "study"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=quick",
-            "hydra.sweeper.n_trials=2", "training.n_epochs=1",
-            "training.data_augmentation_loop=1", "progress=false",
-            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db", f"hydra.sweep.dir={study}",
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "sweeps=quick",
+            "hydra.sweeper.n_trials=2",
+            "training.n_epochs=1",
+            "training.data_augmentation_loop=1",
+            "progress=false",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
+            f"hydra.sweep.dir={study}",
             f"paths.cache_dir={tmp_path / 'cache'}",
         ],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (study / figures.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
     for trial in ("trial_0", "trial_1"):

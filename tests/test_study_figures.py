@@ -194,8 +194,10 @@ def test_the_data_page_has_one_scatter_per_statistic_with_hard_datasets_marked(t
     runs = [r for ev in demo.state.evidence.values() if ev.inside for r in ev.runs]
     hard = [r for r in runs if datasets[r.data_seed].hard]
     assert hard and len(hard) < len(runs)
-    for name, drawn in (("run (colour: class)", len(runs) - len(hard)),
-                        ("run on a hard dataset", len(hard))):  # fmt: skip
+    for name, drawn in (
+        ("run (colour: class)", len(runs) - len(hard)),
+        ("run on a hard dataset", len(hard)),
+    ):
         traces = [t for t in fig.data if t.name == name]
         assert [t.xaxis for t in traces] == ["x", "x2", "x3"]
         assert all(len(t.x) == drawn for t in traces)
@@ -243,9 +245,11 @@ def sweeper_study(storage: str, space: dict[str, str], n_trials: int = 6) -> opt
     records), without training: a trial's runs converge at odd trial numbers."""
     params = parse_space(space)
     study = optuna.create_study(
-        study_name="sweep", storage=storage, sampler=ProtocolSampler(params, seed=0),
+        study_name="sweep",
+        storage=storage,
+        sampler=ProtocolSampler(params, seed=0),
         direction="maximize",
-    )  # fmt: skip
+    )
     record_space(study, space, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
@@ -304,9 +308,12 @@ def sqlite_copy(study: optuna.Study, folder: Path) -> str:
 def run_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gnn_convergence.report", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
 
 
 def test_report_without_out_writes_only_where_the_study_keeps_its_records(tmp_path) -> None:
@@ -387,9 +394,13 @@ def test_report_command_names_a_missing_study_or_file(tmp_path) -> None:
 def test_every_notebook_runs_on_its_tiny_default(notebook: Path, tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GNN_STUDY_")}
     proc = subprocess.run(
-        [sys.executable, str(notebook)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={**env, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [sys.executable, str(notebook)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -397,6 +408,9 @@ def test_every_notebook_runs_on_its_tiny_default(notebook: Path, tmp_path) -> No
 def test_report_renders_in_headless_chromium() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "render_report.py")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

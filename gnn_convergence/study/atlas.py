@@ -228,14 +228,20 @@ def heatmap(table: pd.DataFrame, x: Param, y: Param) -> go.Heatmap:
     cells = {(r.lr_W, r.lr): r for r in table.itertuples(index=False)}
     rows = [[cells.get((a, b)) for a in x.values] for b in y.values]
     return go.Heatmap(
-        x=list(x.values), y=list(y.values), name="atlas", zmin=0, zmax=1,
+        x=list(x.values),
+        y=list(y.values),
+        name="atlas",
+        zmin=0,
+        zmax=1,
         z=[[math.nan if c is None else c.rate for c in row] for row in rows],
-        text=[[_cell_text(c) for c in row] for row in rows], texttemplate="%{text}",
-        textfont={"size": 14}, hoverinfo="text",
+        text=[[_cell_text(c) for c in row] for row in rows],
+        texttemplate="%{text}",
+        textfont={"size": 14},
+        hoverinfo="text",
         hovertext=[[_cell_hover(c) for c in row] for row in rows],
-        colorscale=COLORSCALE, colorbar={"title": {"text": "convergence rate", "side": "right"},
-                                         "thickness": 15},
-    )  # fmt: skip
+        colorscale=COLORSCALE,
+        colorbar={"title": {"text": "convergence rate", "side": "right"}, "thickness": 15},
+    )
 
 
 def _cell_text(cell: tuple | None) -> str:

@@ -55,8 +55,9 @@ def demo_study(
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
         seeds = _demo_runs(trial.params, trial.user_attrs["seeds"], trial.user_attrs["data_seeds"])
-        value = run_value(math.nan if s["connectivity_R2"] is None else s["connectivity_R2"]
-                          for s in seeds)  # fmt: skip
+        value = run_value(
+            math.nan if s["connectivity_R2"] is None else s["connectivity_R2"] for s in seeds
+        )
         attrs = {"per_seed": seeds, "folder": f"demo/{study_name}/trial_{trial.number}"}
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
@@ -83,8 +84,14 @@ def _demo_runs(
         diverged = lr_w >= 1e-2 and rng.random() < 0.5
         good = 1.2 - radius - 0.5 * hard - 0.1 * rng.normal() > 0
         conn = 0.9 + 0.09 * rng.random() if good else 0.85 * rng.random() * max(0, 1.6 - radius)
-        record = {"seed": seed, "data_seed": data_seed, "test_R2": 0.8, "test_pearson": 0.6,
-                  "connectivity_R2": None if diverged else conn, "final_loss": 300.0}  # fmt: skip
+        record = {
+            "seed": seed,
+            "data_seed": data_seed,
+            "test_R2": 0.8,
+            "test_pearson": 0.6,
+            "connectivity_R2": None if diverged else conn,
+            "final_loss": 300.0,
+        }
         record |= {"diverged_at_step": 500 if diverged else None}
         records.append(record | _demo_stats(data_seed, hard))
     return records
@@ -95,5 +102,8 @@ def _demo_stats(data_seed: int, hard: float) -> dict[str, float]:
     radius is drawn apart from it."""
     rank = max(1, round(40 - 8 * hard))
     radius = 0.9 + 0.4 * np.random.default_rng([data_seed, 3]).random()
-    return {"spectral_radius": radius, "effective_rank_90": max(1, rank // 3),
-            "effective_rank_99": rank}  # fmt: skip
+    return {
+        "spectral_radius": radius,
+        "effective_rank_90": max(1, rank // 3),
+        "effective_rank_99": rank,
+    }

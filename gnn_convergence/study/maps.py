@@ -186,19 +186,26 @@ def _legend(fig: go.Figure, running: bool) -> None:
     for name, color in colors.items():
         fig.add_trace(
             go.Scatter(
-                x=[None], y=[None], mode="markers", name=name, legendgroup="class",
-                legendgrouptitle={"text": "class"}, marker={"color": color, "size": 10},
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=name,
+                legendgroup="class",
+                legendgrouptitle={"text": "class"},
+                marker={"color": color, "size": 10},
             )
-        )  # fmt: skip
+        )
 
 
 def _thresholds(fig: go.Figure, thresholds: Thresholds) -> None:
     lines = ((thresholds.converged, "converged above"), (thresholds.failed, "failed below"))
     for y, text in lines:
         fig.add_hline(
-            y=y, line={"dash": "dash", "color": "#555", "width": 1},
-            annotation_text=f"{text} {y:g}", annotation_position="top left",
-        )  # fmt: skip
+            y=y,
+            line={"dash": "dash", "color": "#555", "width": 1},
+            annotation_text=f"{text} {y:g}",
+            annotation_position="top left",
+        )
 
 
 def segment_trace(
@@ -209,9 +216,14 @@ def segment_trace(
     ys = [v for _, y0, _, y1 in segments for v in (y0, y1, None)]
     hover = [v for t in texts for v in (t, t, None)] or None
     return go.Scatter(
-        x=xs, y=ys, mode="lines", name=name, line=line, hovertext=hover,
+        x=xs,
+        y=ys,
+        mode="lines",
+        name=name,
+        line=line,
+        hovertext=hover,
         hoverinfo="text" if texts else "skip",
-    )  # fmt: skip
+    )
 
 
 def _param_boundaries(state: ProtocolState, param: Param) -> list[tuple[float, str, Any]]:
@@ -253,14 +265,18 @@ def slice_figure(
         go.Scatter(
             x=[r["x"] for r, _ in seeds],
             y=[0.0 if v is None else max(v, Y_FLOOR) for _, v in seeds],
-            mode="markers", name="seed", hovertext=[r["hover"] for r, _ in seeds],
-            hoverinfo="text", marker={
+            mode="markers",
+            name="seed",
+            hovertext=[r["hover"] for r, _ in seeds],
+            hoverinfo="text",
+            marker={
                 "color": [CLASS_COLORS[classify(v, thresholds)] for _, v in seeds],
                 "symbol": ["x" if v is None else "circle" for _, v in seeds],
-                "size": 6, "opacity": 0.7,
+                "size": 6,
+                "opacity": 0.7,
             },
         )
-    )  # fmt: skip
+    )
     running = rows["state"] == "RUNNING"
     for name, part, symbol in (
         ("trial minimum", rows[~running], "diamond"),
@@ -268,11 +284,20 @@ def slice_figure(
     ):
         fig.add_trace(
             go.Scatter(
-                x=part["x"], y=part["y"], mode="markers", name=name, hoverinfo="text",
-                hovertext=part["hover"], marker={"color": part["color"], "size": 11,
-                "symbol": symbol, "line": {"color": "black", "width": 1}},
+                x=part["x"],
+                y=part["y"],
+                mode="markers",
+                name=name,
+                hoverinfo="text",
+                hovertext=part["hover"],
+                marker={
+                    "color": part["color"],
+                    "size": 11,
+                    "symbol": symbol,
+                    "line": {"color": "black", "width": 1},
+                },
             )
-        )  # fmt: skip
+        )
     marks = _param_boundaries(state, param)
     segments = [(mid, Y_FLOOR, mid, 1.0) for mid, _, _ in marks]
     texts = [text for _, text, _ in marks]
@@ -310,12 +335,17 @@ def _estimate_trace(
     extents = ((min(_grid(x)), max(_grid(x))), (min(_grid(y)), max(_grid(y))))
     axes, share = share_map(cells, (_step(x), _step(y)), extents)
     return go.Contour(
-        x=[_axis_value(x, u) for u in axes[0]], y=[_axis_value(y, u) for u in axes[1]],
-        z=share, name="boundary estimate", showlegend=True, showscale=False,
-        hoverinfo="skip", colorscale=[[0, "black"], [1, "black"]],
+        x=[_axis_value(x, u) for u in axes[0]],
+        y=[_axis_value(y, u) for u in axes[1]],
+        z=share,
+        name="boundary estimate",
+        showlegend=True,
+        showscale=False,
+        hoverinfo="skip",
+        colorscale=[[0, "black"], [1, "black"]],
         contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
         line={"width": 2, "dash": "dash"},
-    )  # fmt: skip
+    )
 
 
 def pair_figure(
@@ -336,26 +366,43 @@ def pair_figure(
     running = rows["state"] == "RUNNING"
     fig.add_trace(
         go.Scatter(
-            x=_spread(x, [u[0] for u in us], us), y=[_axis_value(y, u[1]) for u in us],
-            mode="markers", name="trial (colour: class)", hoverinfo="text",
-            hovertext=rows["hover"], marker={
-                "color": rows["color"], "size": 10, "line": {"color": "white", "width": 1},
+            x=_spread(x, [u[0] for u in us], us),
+            y=[_axis_value(y, u[1]) for u in us],
+            mode="markers",
+            name="trial (colour: class)",
+            hoverinfo="text",
+            hovertext=rows["hover"],
+            marker={
+                "color": rows["color"],
+                "size": 10,
+                "line": {"color": "white", "width": 1},
                 "symbol": ["circle-open" if r else "circle" for r in running],
             },
         )
-    )  # fmt: skip
+    )
     fig.add_trace(_robust_trace(state, x, y))
     fig.add_trace(_pair_boundaries(state, x, y))
     _legend(fig, running=running.any())
     fig.add_annotation(
-        text=ESTIMATE_NOTE, xref="paper", yref="paper", x=0, y=-0.22, showarrow=False,
-        align="left", xanchor="left", yanchor="top", font={"size": 11},
-    )  # fmt: skip
+        text=ESTIMATE_NOTE,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=-0.22,
+        showarrow=False,
+        align="left",
+        xanchor="left",
+        yanchor="top",
+        font={"size": 11},
+    )
     fig.update_layout(
         title=f"{x.label} x {y.label}: where training converges "
         f"(connectivity_R2 > {thresholds.converged:g}; a trial is coloured by its worst run)",
-        xaxis=axis(x), yaxis=axis(y), height=650, margin={"b": 170},
-    )  # fmt: skip
+        xaxis=axis(x),
+        yaxis=axis(y),
+        height=650,
+        margin={"b": 170},
+    )
     return fig
 
 
@@ -371,9 +418,12 @@ def _robust_trace(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
     return go.Scatter(
         x=[_axis_value(x, _position(x, v[x.name])) for v in values],
         y=[_axis_value(y, _position(y, v[y.name])) for v in values],
-        mode="markers", name="robust config", hovertext=texts, hoverinfo="text",
+        mode="markers",
+        name="robust config",
+        hovertext=texts,
+        hoverinfo="text",
         marker={"symbol": "circle-open", "size": 24, "color": "black", "line": {"width": 3}},
-    )  # fmt: skip
+    )
 
 
 def _pair_boundaries(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
@@ -409,13 +459,24 @@ def walk_figure(
         symbol = ROLE_SYMBOLS.get(role, "circle-x")
         fig.add_trace(
             go.Scatter(
-                x=part["number"], y=part["y"], mode="markers", name=role, legendgroup="role",
-                legendgrouptitle={"text": "role"}, hoverinfo="text", hovertext=part["hover"],
-                marker={"color": part["color"], "size": 11, "line": {"color": "black", "width": 1},
-                        "symbol": [f"{symbol}-open" if s == "RUNNING" else symbol
-                                   for s in part["state"]]},
+                x=part["number"],
+                y=part["y"],
+                mode="markers",
+                name=role,
+                legendgroup="role",
+                legendgrouptitle={"text": "role"},
+                hoverinfo="text",
+                hovertext=part["hover"],
+                marker={
+                    "color": part["color"],
+                    "size": 11,
+                    "line": {"color": "black", "width": 1},
+                    "symbol": [
+                        f"{symbol}-open" if s == "RUNNING" else symbol for s in part["state"]
+                    ],
+                },
             )
-        )  # fmt: skip
+        )
     starts = [(w.first - 0.5, Y_FLOOR, w.first - 0.5, 1.0) for w in state.walks]
     fig.add_trace(segment_trace("walk start", starts, color="#757575", dash="dot", width=1))
     _thresholds(fig, thresholds)
@@ -447,15 +508,28 @@ def parallel_figure(
     dims.append({"label": "objective", "values": rows["y"], "range": [Y_FLOOR, 1.0]})
     lo, hi = thresholds.failed, thresholds.converged
     colors = [CLASS_COLORS[c] for c in (FAILED, PARTIAL, CONVERGED)]
-    scale = [[0, colors[0]], [lo, colors[0]], [lo, colors[1]], [hi, colors[1]], [hi, colors[2]],
-             [1, colors[2]]]  # fmt: skip
+    scale = [
+        [0, colors[0]],
+        [lo, colors[0]],
+        [lo, colors[1]],
+        [hi, colors[1]],
+        [hi, colors[2]],
+        [1, colors[2]],
+    ]
     fig = go.Figure(
         go.Parcoords(
-            dimensions=dims, name="trials",
-            line={"color": rows["y"].clip(lower=0), "colorscale": scale, "cmin": 0, "cmax": 1,
-                  "showscale": True, "colorbar": {"title": {"text": "objective"}}},
+            dimensions=dims,
+            name="trials",
+            line={
+                "color": rows["y"].clip(lower=0),
+                "colorscale": scale,
+                "cmin": 0,
+                "cmax": 1,
+                "showscale": True,
+                "colorbar": {"title": {"text": "objective"}},
+            },
         )
-    )  # fmt: skip
+    )
     n_running = int((frame["state"] == "RUNNING").sum())
     fig.update_layout(
         title=f"All {len(rows)} finished trials ({n_running} running not shown), "
@@ -487,22 +561,34 @@ def data_figure(
                 go.Scatter(
                     x=[datasets[r.data_seed].stats[stat] for _, r in part],
                     y=[0.0 if r.value is None else max(r.value, Y_FLOOR) for _, r in part],
-                    mode="markers", name=name, legendgroup=name, showlegend=col == 1,
+                    mode="markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
                     hoverinfo="x+text",
                     hovertext=[_run_hover(state, datasets[r.data_seed], c, r) for c, r in part],
-                    marker={"symbol": "x" if hard else "circle", "size": 10 if hard else 7,
-                            "color": CLASS_COLORS[FAILED] if hard else
-                            [CLASS_COLORS[r.outcome] for _, r in part], "opacity": 0.8},
+                    marker={
+                        "symbol": "x" if hard else "circle",
+                        "size": 10 if hard else 7,
+                        "color": CLASS_COLORS[FAILED]
+                        if hard
+                        else [CLASS_COLORS[r.outcome] for _, r in part],
+                        "opacity": 0.8,
+                    },
                 ),
-                row=1, col=col,
-            )  # fmt: skip
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text=stat, row=1, col=col)
     for col, s in enumerate(data.separations, start=1):
         if s.side is not None:
             fig.add_vline(
-                x=s.threshold, row=1, col=col, line={"dash": "dot", "color": "#616161"},
+                x=s.threshold,
+                row=1,
+                col=col,
+                line={"dash": "dot", "color": "#616161"},
                 annotation_text=f"hard {s.side} {short_text(s.threshold)}",
-            )  # fmt: skip
+            )
     _thresholds(fig, thresholds)
     fig.update_layout(
         title=f"connectivity_R2 of the {len(runs)} runs at configs judged inside, against "

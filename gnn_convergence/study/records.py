@@ -56,10 +56,26 @@ ANSWER_JSON = "answer.json"
 SUMMARY_KEYS = (*(f"{m}_{s}" for m in METRICS for s in ("min", "mean")), "training_time_min")
 SEED_COLUMNS = (*METRICS, "diverged_at_step")
 CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
-HEAD_COLUMNS = ("number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
-                "seed_mode")  # fmt: skip
-TAIL_COLUMNS = (*SUMMARY_KEYS, "seeds", "data_seeds", "folder", "error", "datetime_start",
-                "duration_s")  # fmt: skip
+HEAD_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "class",
+    *CONFIG_COLUMNS,
+    "role",
+    "parent",
+    "change",
+    "seed_mode",
+)
+TAIL_COLUMNS = (
+    *SUMMARY_KEYS,
+    "seeds",
+    "data_seeds",
+    "folder",
+    "error",
+    "datetime_start",
+    "duration_s",
+)
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 ROLE_NOTES = {
     "start": "start config",
@@ -103,9 +119,11 @@ def _frame(
     rows = [_row(t, params, evidence.get(t.number), thresholds) for t in _by_number(trials)]
     n_seeds = max((len(_per_seed(t)) for t in trials), default=0)
     columns = [
-        *HEAD_COLUMNS, *map(column, params), *TAIL_COLUMNS,
+        *HEAD_COLUMNS,
+        *map(column, params),
+        *TAIL_COLUMNS,
         *(f"seed_{i}_{m}" for i in range(n_seeds) for m in SEED_COLUMNS),
-    ]  # fmt: skip
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     ints = ["parent", "rate_runs", "rate_converged"]
     ints += [c for c in columns if c.endswith("diverged_at_step")]
@@ -384,15 +402,18 @@ def data_text(state: ProtocolState, data: StudyData) -> str:
 def data_table(data: StudyData) -> pd.DataFrame:
     """One row per dataset: its statistics, runs, runs at configs judged inside, hard."""
     rows = [
-        {"data seed": d.data_seed,
-         **{s: short_text(d.stats[s], "") for s in STATS},
-         "runs": d.runs,
-         "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
-         if d.inside_runs else "",
-         "inside configs": d.inside_configs,
-         "hard": ("yes" if d.hard else "no") if d.inside_runs else ""}
+        {
+            "data seed": d.data_seed,
+            **{s: short_text(d.stats[s], "") for s in STATS},
+            "runs": d.runs,
+            "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
+            if d.inside_runs
+            else "",
+            "inside configs": d.inside_configs,
+            "hard": ("yes" if d.hard else "no") if d.inside_runs else "",
+        }
         for d in data.datasets
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows)
 
 
@@ -494,11 +515,17 @@ def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFra
         ev = state.evidence[config]
         trials = ", ".join(f"{v.number}" + (" (running)" if v.pending else "") for v in ev.visits)
         converged = sum(r.converged for r in ev.runs)
-        rows.append({**_config_values(state, config), "trials": trials,
-                     "converged": f"{converged}/{len(ev.runs)}",
-                     "fresh": f"{ev.converged}/{ev.n}" if ev.validated else "",
-                     "rate": ev.mean, f"rate {state.rule.credibility:.0%} >": ev.lower,
-                     "verdict": ev.verdict + (", unstable" if ev.unstable else "")})  # fmt: skip
+        rows.append(
+            {
+                **_config_values(state, config),
+                "trials": trials,
+                "converged": f"{converged}/{len(ev.runs)}",
+                "fresh": f"{ev.converged}/{ev.n}" if ev.validated else "",
+                "rate": ev.mean,
+                f"rate {state.rule.credibility:.0%} >": ev.lower,
+                "verdict": ev.verdict + (", unstable" if ev.unstable else ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -512,11 +539,18 @@ def _boundary_table(state: ProtocolState) -> pd.DataFrame:
         param = next(p for p in state.params if p.name == b.param)
         outside = "end of grid" if b.outside is None else value_text(param.values[b.outside])
         transition = ", ".join(value_text(param.values[i]) for i in b.transition)
-        rows.append({"from trial": state.first_number(b.origin), "parameter": param.label,
-                     "side": b.side, "inside": value_text(param.values[b.inside]),
-                     "inside runs": _runs_text(b.inside_runs), "transition": transition,
-                     "outside": outside if b.in_range else "no boundary in range",
-                     "outside runs": _runs_text(b.outside_runs)})  # fmt: skip
+        rows.append(
+            {
+                "from trial": state.first_number(b.origin),
+                "parameter": param.label,
+                "side": b.side,
+                "inside": value_text(param.values[b.inside]),
+                "inside runs": _runs_text(b.inside_runs),
+                "transition": transition,
+                "outside": outside if b.in_range else "no boundary in range",
+                "outside runs": _runs_text(b.outside_runs),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -534,9 +568,15 @@ def _region_table(state: ProtocolState) -> pd.DataFrame:
             for i, p in enumerate(state.params)
         }
         best = state.evidence[region.best]
-        rows.append({"region": number, "configs": len(region.configs), **extent,
-                     "best": _labelled(state, region.best),
-                     f"best rate {state.rule.credibility:.0%} >": best.lower})  # fmt: skip
+        rows.append(
+            {
+                "region": number,
+                "configs": len(region.configs),
+                **extent,
+                "best": _labelled(state, region.best),
+                f"best rate {state.rule.credibility:.0%} >": best.lower,
+            }
+        )
     return pd.DataFrame(rows)
 
 
