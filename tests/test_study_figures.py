@@ -128,7 +128,7 @@ def test_pairwise_maps_start_with_lr_w_x_lr_and_show_the_estimate_and_probes(dem
     trials = by_name(fig, "trial (colour: class)")
     assert len(trials.x) == len(demo.frame)
     hover = trials.hovertext[0]
-    assert "lr_W=" in hover and "coeff_W_L1=" in hover and "seed 0: connectivity_R2" in hover
+    assert "lr_W=" in hover and "coeff_W_L1=" in hover and "seed 0: test_R2" in hover
     assert "folder: demo/demo/trial_0" in hover
 
 
