@@ -61,6 +61,7 @@ def metrics_values(folder):
     return [run["connectivity_R2"] for run in runs]
 
 
+@pytest.mark.slow  # trains
 def test_the_table_counts_every_run_of_every_cell(grid):
     jobs = read_jobs(grid)
     assert [j.folder.name for j in jobs] == ["0", "1", "2", "3"]
@@ -76,6 +77,7 @@ def test_the_table_counts_every_run_of_every_cell(grid):
         assert row.mean_R2 == pytest.approx(np.mean(values))
 
 
+@pytest.mark.slow  # trains
 def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
     table = cell_table(read_jobs(grid))
     heat = atlas_figure(table).data[0]
@@ -90,6 +92,7 @@ def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
     assert np.array(heat.text).tolist() == counts
 
 
+@pytest.mark.slow  # trains
 def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table(
     grid, tmp_path, capsys
 ):
@@ -122,6 +125,7 @@ def test_runs_without_a_value_count_as_runs_that_did_not_converge(tmp_path):
     assert row["mean_R2"] == pytest.approx(0.725)
 
 
+@pytest.mark.slow  # trains
 def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path}/studies.db"

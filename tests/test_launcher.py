@@ -149,6 +149,7 @@ def assert_same_run(got: dict, want: dict) -> None:
             assert values == pytest.approx(expected, abs=TOLERANCE)
 
 
+@pytest.mark.slow  # trains
 def test_a_grid_trains_once_and_writes_each_job_as_the_basic_launcher(tmp_path):
     output = grid(tmp_path, "population")
     assert "population of 2 jobs: #0, #1" in output
@@ -227,6 +228,7 @@ def test_a_mixed_batch_runs_each_group_and_reports_each_error_in_its_job(tmp_pat
     assert returns[1].return_value["n_steps"] == 2 * returns[0].return_value["n_steps"]
 
 
+@pytest.mark.slow  # trains
 def test_a_study_with_batches_of_three_reports_every_trial(tmp_path):
     proc = subprocess.run(
         [

@@ -49,6 +49,7 @@ RUN_KEYS = {
 }
 
 
+@pytest.mark.slow  # trains
 def test_runs_trained_as_one_population_equal_their_solo_runs(tiny_config, tmp_path):
     """Two runs with their own seeds, datasets, learning rates and coefficients, trained as one
     population, give what each gives alone (float32: the stacked kernels round differently)."""
@@ -87,6 +88,7 @@ def test_runs_trained_as_one_population_equal_their_solo_runs(tiny_config, tmp_p
         train_population([a, other_batch])
 
 
+@pytest.mark.slow  # trains
 def test_a_diverged_seed_records_nan_metrics_never_zero(tiny_config, tmp_path):
     """A huge lr_W makes every seed's loss non-finite within a few steps; training stops at
     the next report, before the last epoch. Its metrics are NaN (null in metrics.json, nan in
@@ -274,6 +276,7 @@ def test_run_folder_files_are_replaced_whole(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow  # trains
 def test_cli_writes_the_run_folder(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
@@ -308,6 +311,7 @@ def test_cli_writes_the_run_folder(tmp_path):
     assert (out / figures.PLOTLY_JS).exists()
 
 
+@pytest.mark.slow  # trains
 def test_study_trials_share_one_plotlyjs(tmp_path):
     """In a study every trial's run.html loads ../plotly.min.js, written once in the study
     folder; the trial folders hold no copy."""
