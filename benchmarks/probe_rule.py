@@ -60,8 +60,10 @@ def main() -> None:
     args = parser.parse_args()
     rule = (args.min_runs, args.max_runs, args.step, args.credibility)
     print(machine_line())
-    print(f"min_runs {args.min_runs}, max_runs {args.max_runs}, step {args.step}, "
-          f"credibility {args.credibility}")  # fmt: skip
+    print(
+        f"min_runs {args.min_runs}, max_runs {args.max_runs}, step {args.step}, "
+        f"credibility {args.credibility}"
+    )
     print("rate  inside  outside  transition")
     for p in RATES:
         r = judged(p, *rule)

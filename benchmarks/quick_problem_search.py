@@ -108,8 +108,10 @@ def stats(names: list[str]) -> None:
             )
         low = [s for s, r in ranks.items() if min(r) <= 10]
         print(describe(name, c), f"({time.perf_counter() - start:.0f} s)")
-        print("    effective_rank_99 / effective_rank_centred_99 by seed: " + ", ".join(
-            f"{seed}: {a}/{b}" for seed, (a, b) in ranks.items()))  # fmt: skip
+        print(
+            "    effective_rank_99 / effective_rank_centred_99 by seed: "
+            + ", ".join(f"{seed}: {a}/{b}" for seed, (a, b) in ranks.items())
+        )
         print(f"    either <= 10: {len(low)} of {len(ranks)} (seeds {low})", flush=True)
 
 

@@ -42,8 +42,13 @@ def measure(n: int, frames: int, lr_w: float, lr: float, steps: int) -> None:
     """Train seeds 0, 1, 2 on simulation seed 42 and print connectivity_R2 every 1,000 steps."""
     sim = SimulationConfig(n_neurons=n, n_frames=frames)
     data = simulate(sim)
-    cfg = TrainingConfig(learning_rate_W_start=lr_w, learning_rate_start=lr, n_epochs=1,
-                         log_interval=1000, compile=False)  # fmt: skip
+    cfg = TrainingConfig(
+        learning_rate_W_start=lr_w,
+        learning_rate_start=lr,
+        n_epochs=1,
+        log_interval=1000,
+        compile=False,
+    )
     model = ConnectivityGNN(ModelConfig(), n, [0, 1, 2])
     handler = Checkpoints()
     logger = logging.getLogger("gnn_convergence.trainer")
@@ -51,8 +56,10 @@ def measure(n: int, frames: int, lr_w: float, lr: float, steps: int) -> None:
     start = time.perf_counter()
     train(model, stack_data({42: data}, [42, 42, 42], torch.device("cpu")), cfg, steps)
     logger.removeHandler(handler)
-    print(f"N={n} frames={frames} lr_W={lr_w:g} lr={lr:g} ({time.perf_counter() - start:.0f} s, "
-          f"{data.stats})")  # fmt: skip
+    print(
+        f"N={n} frames={frames} lr_W={lr_w:g} lr={lr:g} ({time.perf_counter() - start:.0f} s, "
+        f"{data.stats})"
+    )
     for line in handler.lines:
         print("   ", line)
 

@@ -39,12 +39,12 @@ from machine import machine_line
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import Trial, TrialState
 
-from gnn_convergence.study.demo import SEED_SPACE, SEED_START
+from gnn_convergence.study.demo import DEFAULT_SPACE, SEED_START
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import index_of, parse_space
 from gnn_convergence.study.storage import open_storage, safe_url
 
-PARAMS = parse_space(SEED_SPACE)
+PARAMS = parse_space(DEFAULT_SPACE)
 BOX = ((4, 5), (1, 2), (4, 6), (1, 2))  # grid indices of the working region (sampler benchmark)
 NOISE = 0.2
 HEARTBEAT_S, GRACE_S = 30, 120  # the sweeper's defaults (hydra.sweeper.heartbeat_interval, ...)

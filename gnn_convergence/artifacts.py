@@ -16,14 +16,12 @@ from typing import Any
 
 from gnn_convergence import figures
 from gnn_convergence.files import atomic, write_atomic
-from gnn_convergence.results import Recovery, RunResult
+from gnn_convergence.results import METRICS, Recovery, RunResult
 
 ANALYSIS_LOG = "analysis.log"
 METRICS_JSON = "metrics.json"
 WEIGHTS = "weights.pt"
 FIGURE = "run.html"
-_PER_SEED = ("test_R2", "test_pearson", "final_loss", "connectivity_R2")
-_BARE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
 
 
 def analysis_lines(result: RunResult) -> list[str]:
@@ -35,15 +33,15 @@ def analysis_lines(result: RunResult) -> list[str]:
         lines += [f"{prefix}{key}: {_fmt(value)}" for key, value in stats.items()]
     lines.append(f"training_time_min: {result.training_time_min:.3f}")
     for record in result.seeds:
-        lines += [f"seed_{record.seed}.{key}: {_fmt(getattr(record, key))}" for key in _PER_SEED]
+        lines += [f"seed_{record.seed}.{key}: {_fmt(getattr(record, key))}" for key in METRICS]
     summary = result.summary()
-    for key in _PER_SEED:
+    for key in METRICS:
         lines += [
             f"{key}_min: {_fmt(summary[key + '_min'])}",
             f"{key}_mean: {_fmt(summary[key + '_mean'])}",
         ]
     worst = result.worst_seed
-    lines += [f"{key}: {_fmt(getattr(worst, key))}" for key in _BARE]
+    lines += [f"{key}: {_fmt(getattr(worst, key))}" for key in METRICS]
     return lines
 
 

@@ -69,11 +69,12 @@ def run_figure(
             panels = (("loss/N", curve.loss_per_n), ("connectivity_R2", curve.connectivity_R2))
             for col, (name, values) in enumerate(panels, start=1):
                 fig.add_trace(
-                    go.Scatter(x=curve.step, y=values[i], name=f"{name} seed {record.seed}",
-                               line=line),
+                    go.Scatter(
+                        x=curve.step, y=values[i], name=f"{name} seed {record.seed}", line=line
+                    ),
                     row=3,
                     col=col,
-                )  # fmt: skip
+                )
     truth = {"color": "black", "dash": "dash"}
     fig.add_trace(
         go.Scatter(x=r.u, y=r.true_psi, name="true tanh((u-h)/w)", line=truth), row=2, col=1

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 CONVERGED = "converged"
 PARTIAL = "partial"
 FAILED = "failed"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,14 @@ def run_value(values: Iterable[float]) -> float:
     if not values or any(not math.isfinite(v) for v in values):
         return math.nan
     return min(values)
+
+
+def worst(seeds: Sequence[T], value: Callable[[T], float | None]) -> T:
+    """The seed with the lowest ``value`` (its connectivity_R2: the one the objective comes
+    from); a seed without a finite value (diverged, missing) counts as the lowest, the first
+    of equal ones wins."""
+    return min(seeds, key=lambda s: _or_lowest(value(s)))
+
+
+def _or_lowest(value: float | None) -> float:
+    return value if value is not None and math.isfinite(value) else -math.inf

@@ -5,15 +5,16 @@ figures.py draws them, and the sweeper stores `RunResult.to_dict()`.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from gnn_convergence.outcome import classify, run_value
+from gnn_convergence.outcome import classify, run_value, worst
 
-METRICS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
+# The metrics of a run, in the order every record lists them (metrics.json, analysis.log,
+# trials.csv, analysis.md's Metrics line, the maps' hover text)
+METRICS = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
 
 
 @dataclass
@@ -102,10 +103,7 @@ class RunResult:
     def worst_seed(self) -> SeedResult:
         """The seed with the lowest connectivity_R2 (the one the objective comes from); a seed
         without a finite value (diverged) counts as the lowest."""
-        return min(
-            self.seeds,
-            key=lambda s: s.connectivity_R2 if math.isfinite(s.connectivity_R2) else -math.inf,
-        )
+        return worst(self.seeds, lambda s: s.connectivity_R2)
 
     def summary(self) -> dict[str, float]:
         """min and mean over seeds of each metric, e.g. connectivity_R2_min."""

@@ -22,11 +22,12 @@ from gnn_convergence.config import RunConfig, register_configs, to_run_config
 register_configs()
 
 
-def compose_config(overrides: list[str] | None = None) -> DictConfig:
-    """Compose conf/train.yaml with overrides, as `python -m gnn_convergence.train` does."""
+def compose_config(overrides: list[str] | None = None, hydra: bool = False) -> DictConfig:
+    """Compose conf/train.yaml with overrides, as `python -m gnn_convergence.train` does; with
+    its hydra node when ``hydra``."""
     GlobalHydra.instance().clear()
     with initialize(version_base="1.3", config_path="../conf"):
-        return compose(config_name="train", overrides=overrides or [])
+        return compose(config_name="train", overrides=overrides or [], return_hydra_config=hydra)
 
 
 @pytest.fixture

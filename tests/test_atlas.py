@@ -21,7 +21,7 @@ from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study.atlas import (
     X_KEY,
     Y_KEY,
-    Job,
+    GridJob,
     atlas_figure,
     cell_table,
     main,
@@ -38,13 +38,19 @@ def grid(tmp_path_factory):
     """A 2x2 atlas of the tiny pair, 500 steps and 2 runs a cell (about 15 s on 2 cores)."""
     root = tmp_path_factory.mktemp("atlas")
     command = [
-        sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=atlas",
-        f"hydra.sweep.dir={root}/grid", f"paths.cache_dir={root}/cache",
-        "training.data_augmentation_loop=1", "training.seeds=[0,1]",
+        sys.executable,
+        "-m",
+        "gnn_convergence.train",
+        "-m",
+        "sweeps=atlas",
+        f"hydra.sweep.dir={root}/grid",
+        f"paths.cache_dir={root}/cache",
+        "training.data_augmentation_loop=1",
+        "training.seeds=[0,1]",
         "training.data_seeds=[1000,1002]",
         f"training.learning_rate_W_start={LR_W[0]},{LR_W[1]}",
         f"training.learning_rate_start={LR[0]},{LR[1]}",
-    ]  # fmt: skip
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return root / "grid"
@@ -55,6 +61,7 @@ def metrics_values(folder):
     return [run["connectivity_R2"] for run in runs]
 
 
+@pytest.mark.slow  # trains
 def test_the_table_counts_every_run_of_every_cell(grid):
     jobs = read_jobs(grid)
     assert [j.folder.name for j in jobs] == ["0", "1", "2", "3"]
@@ -70,6 +77,7 @@ def test_the_table_counts_every_run_of_every_cell(grid):
         assert row.mean_R2 == pytest.approx(np.mean(values))
 
 
+@pytest.mark.slow  # trains
 def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
     table = cell_table(read_jobs(grid))
     heat = atlas_figure(table).data[0]
@@ -77,11 +85,14 @@ def test_the_heat_map_shows_each_cells_rate_and_counts(grid):
     assert list(heat.x) == list(LR_W) and list(heat.y) == list(LR)
     rates = table.pivot(index="lr", columns="lr_W", values="rate")
     assert np.array(heat.z).tolist() == rates.to_numpy().tolist()
-    counts = [[f"{c}/{n}" for c, n in zip(r["converged"], r["runs"])] for _, r in
-              table.groupby("lr", sort=True)]  # fmt: skip
+    counts = [
+        [f"{c}/{n}" for c, n in zip(r["converged"], r["runs"])]
+        for _, r in table.groupby("lr", sort=True)
+    ]
     assert np.array(heat.text).tolist() == counts
 
 
+@pytest.mark.slow  # trains
 def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table(
     grid, tmp_path, capsys
 ):
@@ -105,12 +116,16 @@ def test_a_job_without_metrics_is_a_failed_job_and_the_cli_writes_page_and_table
 
 
 def test_runs_without_a_value_count_as_runs_that_did_not_converge(tmp_path):
-    jobs = [Job(tmp_path, (1e-2, 1e-3), (0.95, None, 0.5)), Job(tmp_path, (1e-2, 1e-3), None)]
+    jobs = [
+        GridJob(tmp_path, (1e-2, 1e-3), (0.95, None, 0.5)),
+        GridJob(tmp_path, (1e-2, 1e-3), None),
+    ]
     row = cell_table(jobs, Thresholds(converged=0.4)).iloc[0]
     assert (row["runs"], row["converged"], row["failed_jobs"]) == (3, 2, 1)
     assert row["mean_R2"] == pytest.approx(0.725)
 
 
+@pytest.mark.slow  # trains
 def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path}/studies.db"
@@ -126,9 +141,10 @@ def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
     trials = study.get_trials()
     plane = [[t.params[k] for k in (X_KEY, Y_KEY)] for t in trials]
     links = {
-        (*plane[t.user_attrs["parent"]], *plane[t.number]) for t in trials
+        (*plane[t.user_attrs["parent"]], *plane[t.number])
+        for t in trials
         if t.user_attrs["parent"] is not None and plane[t.user_attrs["parent"]] != plane[t.number]
-    }  # fmt: skip
+    }
     walk = traces["walk (trial from parent)"]
     drawn = {(*walk.x[i : i + 2], *walk.y[i : i + 2]) for i in range(0, len(walk.x), 3)}
     assert len(links) > 1 and drawn == {(a, c, b, d) for a, b, c, d in links}

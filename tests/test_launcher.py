@@ -31,12 +31,18 @@ from packaging.version import Version
 from gnn_convergence.config import ConfigError, RunConfig
 from gnn_convergence.simulation import SimulationError
 from gnn_convergence.train import main
-from hydra_plugins.gnn_convergence_launcher._impl import Job, groups
+from hydra_plugins.gnn_convergence_launcher._impl import BatchJob, groups
 from hydra_plugins.gnn_convergence_launcher.launcher import PopulationLauncher
 
 # the tiny pair, 500 steps a run
-TINY = ["simulation=tiny", "training=tiny", "device=cpu", "progress=false",
-        "training.n_epochs=1", "training.data_augmentation_loop=2"]  # fmt: skip
+TINY = [
+    "simulation=tiny",
+    "training=tiny",
+    "device=cpu",
+    "progress=false",
+    "training.n_epochs=1",
+    "training.data_augmentation_loop=2",
+]
 TOLERANCE = 1e-4  # float32: a population sums its members' losses in another order
 
 
@@ -91,7 +97,7 @@ def test_jobs_group_by_population_key_in_job_order_and_split_at_max_members():
     one = RunConfig()
     other = dataclasses.replace(one, training=dataclasses.replace(one.training, batch_size=4))
     cfgs = [one, other, None, one, one, other]  # None: not our app's config
-    jobs = [Job(num, OmegaConf.create(), cfg) for num, cfg in enumerate(cfgs)]
+    jobs = [BatchJob(num, OmegaConf.create(), cfg) for num, cfg in enumerate(cfgs)]
     assert [[j.num for j in g] for g in groups(jobs, None)] == [[0, 3, 4], [1, 5], [2]]
     assert [[j.num for j in g] for g in groups(jobs, 2)] == [[0, 3], [4], [1, 5], [2]]
     with pytest.raises(ValueError, match="max_members=0"):
@@ -102,11 +108,22 @@ def grid(tmp_path: Path, launcher: str) -> str:
     """Two lr_W values of the tiny pair as a basic grid through `launcher`, into
     tmp_path/<launcher>; returns the command's output."""
     proc = subprocess.run(
-        [sys.executable, "-m", "gnn_convergence.train", "-m", "hydra/sweeper=basic",
-         f"hydra/launcher={launcher}", *TINY, "training.learning_rate_W_start=5e-3,1e-2",
-         f"paths.cache_dir={tmp_path}/cache", f"hydra.sweep.dir={tmp_path}/{launcher}"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "hydra/sweeper=basic",
+            f"hydra/launcher={launcher}",
+            *TINY,
+            "training.learning_rate_W_start=5e-3,1e-2",
+            f"paths.cache_dir={tmp_path}/cache",
+            f"hydra.sweep.dir={tmp_path}/{launcher}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 
@@ -132,6 +149,7 @@ def assert_same_run(got: dict, want: dict) -> None:
             assert values == pytest.approx(expected, abs=TOLERANCE)
 
 
+@pytest.mark.slow  # trains
 def test_a_grid_trains_once_and_writes_each_job_as_the_basic_launcher(tmp_path):
     output = grid(tmp_path, "population")
     assert "population of 2 jobs: #0, #1" in output
@@ -210,14 +228,26 @@ def test_a_mixed_batch_runs_each_group_and_reports_each_error_in_its_job(tmp_pat
     assert returns[1].return_value["n_steps"] == 2 * returns[0].return_value["n_steps"]
 
 
+@pytest.mark.slow  # trains
 def test_a_study_with_batches_of_three_reports_every_trial(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "gnn_convergence.train", "-m", "hydra/launcher=population",
-         "hydra.sweeper.n_jobs=3", "hydra.sweeper.n_trials=3", *TINY,
-         f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
-         f"hydra.sweep.dir={tmp_path}/study", f"paths.cache_dir={tmp_path}/cache"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "hydra/launcher=population",
+            "hydra.sweeper.n_jobs=3",
+            "hydra.sweeper.n_trials=3",
+            *TINY,
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
+            f"hydra.sweep.dir={tmp_path}/study",
+            f"paths.cache_dir={tmp_path}/cache",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = optuna.load_study(
         study_name="convergence", storage=f"sqlite:///{tmp_path}/studies.db"

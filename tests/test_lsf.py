@@ -166,8 +166,9 @@ def test_create_the_study_once_then_submit_as_the_header_says(tmp_path) -> None:
     run(["bash", "-c", f"{command} {shlex.quote(sweep_dir)}"], env)
     study = optuna.load_study(study_name="lsf", storage=url)
     assert study.trials == [] and "space" in study.user_attrs
-    submit = re.search(r'^#\s+GNN_STUDY_OVERRIDES="[^"]+" (bsub < lsf/workers\.bsub)$',
-                       BSUB.read_text(), re.M)  # fmt: skip
+    submit = re.search(
+        r'^#\s+GNN_STUDY_OVERRIDES="[^"]+" (bsub < lsf/workers\.bsub)$', BSUB.read_text(), re.M
+    )
     assert submit, "no submission line in the header"
     env.update(
         GNN_STUDY_OVERRIDES=f"hydra.sweeper.n_trials=0 {sweep_dir}",

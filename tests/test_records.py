@@ -253,8 +253,12 @@ def test_the_summary_lists_configs_evidence_and_probed_boundaries(protocol_study
         "| 0.001 | 0.0005 | 5e-06 | 8 | 0, 10, 11, 14, 16 | 15/15 | 12/12 | 0.93 | 0.84 | robust |"
     )
     seen = sections["Configs with converged runs"]
-    assert re.search(r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| 2, 3, [\d, ]+ \| 16/18 \| 12/12 "
-                     r"\| 0\.93 \| 0\.84 \| robust, unstable \|$", seen, re.M)  # fmt: skip
+    assert re.search(
+        r"^\| 0\.002 \| 0\.0005 \| 5e-06 \| 8 \| 2, 3, [\d, ]+ \| 16/18 \| 12/12 "
+        r"\| 0\.93 \| 0\.84 \| robust, unstable \|$",
+        seen,
+        re.M,
+    )
     bounds = sections["Boundary bands around the recommended config (rate crossing 0.5)"]
     assert "| 0 | lr_W | high | 0.002 | 12/12 converged |  | 0.005 | 0/6 converged |" in bounds
     assert "| 0 | lr_W | low | 0.0005 | 12/12 converged |  | 0.0002 | 0/6 converged |" in bounds
@@ -342,8 +346,11 @@ def test_entries_report_validation_and_config_evidence(protocol_study, tmp_path)
         "33, 34, 35); validation of trial 0 on fresh data (3/3 fresh runs converged so far); "
         "config 6/6 fresh runs converged, rate 0.88 (90% > 0.72): robust\n"
     ) in iterations
-    assert re.search(r"config 4/6 runs converged, rate 0\.62 \(90% > [\d.]+\): undecided, "
-                     r"unstable\n", iterations)  # fmt: skip
+    assert re.search(
+        r"config 4/6 runs converged, rate 0\.62 \(90% > [\d.]+\): undecided, "
+        r"unstable\n",
+        iterations,
+    )
 
 
 def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path) -> None:
@@ -352,15 +359,27 @@ def test_the_csv_round_trips_with_the_expected_columns(protocol_study, tmp_path)
     expected = trials_frame(protocol_study, PARAMS)
     assert list(frame.columns) == list(expected.columns)
     assert list(frame.columns[:12]) == [
-        "number", "state", "value", "class", "verdict", "rate_runs", "rate_converged",
-        "rate_mean", "rate_lower90", "role", "parent", "change",
-    ]  # fmt: skip
+        "number",
+        "state",
+        "value",
+        "class",
+        "verdict",
+        "rate_runs",
+        "rate_converged",
+        "rate_mean",
+        "rate_lower90",
+        "role",
+        "parent",
+        "change",
+    ]
     for column in ("lr_W", "lr", "coeff_W_L1", "batch_size", "seed_2_diverged_at_step"):
         assert column in frame.columns
     assert frame["number"].tolist() == list(range(70))
     assert frame.loc[0, ["verdict", "rate_runs", "rate_converged"]].tolist() == [
-        "robust", 12, 12,
-    ]  # fmt: skip
+        "robust",
+        12,
+        12,
+    ]
     assert frame.loc[0, "rate_mean"] == pytest.approx(13 / 14)
     assert frame.loc[0, "seeds"] == "[0, 1, 2]" and frame.loc[1, "data_seeds"] == "[0, 1, 2]"
     assert frame.loc[0, "seed_1_connectivity_R2"] == 0.95
@@ -475,8 +494,9 @@ def test_the_data_section_lists_each_dataset_with_its_statistics_and_counts(
         assert row["effective_rank_99"] == str(stats["effective_rank_99"])
         assert row["runs"] == str(runs[seed])
     judged = [r for r in rows if r["hard"]]
-    assert judged and all(r["hard"] == ("yes" if low_rank(int(r["data seed"])) else "no")
-                          for r in judged)  # fmt: skip
+    assert judged and all(
+        r["hard"] == ("yes" if low_rank(int(r["data seed"])) else "no") for r in judged
+    )
     for row, dataset in zip(rows, data.datasets, strict=True):
         counts = f"{dataset.inside_converged}/{dataset.inside_runs}" if dataset.inside_runs else ""
         assert row["converged at inside configs"] == counts

@@ -16,7 +16,7 @@ from gnn_convergence import artifacts, figures
 from gnn_convergence.config import ModelConfig
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
-from gnn_convergence.results import Recovery, RunResult, SeedResult
+from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
 from gnn_convergence.run import run, train_population
 from gnn_convergence.trainer import loss_terms
 from hydra_plugins.gnn_convergence_sweeper._impl import trial_attrs
@@ -32,15 +32,11 @@ STATS = (
 SEED_KEYS = [
     "seed",
     "data_seed",
-    "connectivity_R2",
-    "test_R2",
-    "test_pearson",
-    "final_loss",
+    *METRICS,
     "class",
     "diverged_at_step",
     *STATS,
 ]
-METRICS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
 RUN_KEYS = {
     "objective",
     "class",
@@ -53,6 +49,7 @@ RUN_KEYS = {
 }
 
 
+@pytest.mark.slow  # trains
 def test_runs_trained_as_one_population_equal_their_solo_runs(tiny_config, tmp_path):
     """Two runs with their own seeds, datasets, learning rates and coefficients, trained as one
     population, give what each gives alone (float32: the stacked kernels round differently)."""
@@ -91,6 +88,7 @@ def test_runs_trained_as_one_population_equal_their_solo_runs(tiny_config, tmp_p
         train_population([a, other_batch])
 
 
+@pytest.mark.slow  # trains
 def test_a_diverged_seed_records_nan_metrics_never_zero(tiny_config, tmp_path):
     """A huge lr_W makes every seed's loss non-finite within a few steps; training stops at
     the next report, before the last epoch. Its metrics are NaN (null in metrics.json, nan in
@@ -248,10 +246,14 @@ def test_analysis_log_bare_keys_are_the_worst_seed(tmp_path):
 def _recovery(k: int = 3, n: int = 4, g: int = 5) -> Recovery:
     rng = np.random.default_rng(0)
     return Recovery(
-        true_w=rng.normal(size=(k, n, n)), learned_w=rng.normal(size=(k, n, n)),
-        u=np.linspace(-1, 1, g), psi=rng.normal(size=(k, g)), phi=rng.normal(size=(k, g)),
-        true_psi=np.tanh(np.linspace(-1, 1, g)), true_phi=-np.linspace(-1, 1, g),
-    )  # fmt: skip
+        true_w=rng.normal(size=(k, n, n)),
+        learned_w=rng.normal(size=(k, n, n)),
+        u=np.linspace(-1, 1, g),
+        psi=rng.normal(size=(k, g)),
+        phi=rng.normal(size=(k, g)),
+        true_psi=np.tanh(np.linspace(-1, 1, g)),
+        true_phi=-np.linspace(-1, 1, g),
+    )
 
 
 def test_run_folder_files_are_replaced_whole(tmp_path):
@@ -274,6 +276,7 @@ def test_run_folder_files_are_replaced_whole(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow  # trains
 def test_cli_writes_the_run_folder(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
@@ -308,20 +311,30 @@ def test_cli_writes_the_run_folder(tmp_path):
     assert (out / figures.PLOTLY_JS).exists()
 
 
+@pytest.mark.slow  # trains
 def test_study_trials_share_one_plotlyjs(tmp_path):
     """In a study every trial's run.html loads ../plotly.min.js, written once in the study
     folder; the trial folders hold no copy."""
     study = tmp_path / "study"
     proc = subprocess.run(
         [
-            sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=quick",
-            "hydra.sweeper.n_trials=2", "training.n_epochs=1",
-            "training.data_augmentation_loop=1", "progress=false",
-            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db", f"hydra.sweep.dir={study}",
+            sys.executable,
+            "-m",
+            "gnn_convergence.train",
+            "-m",
+            "sweeps=quick",
+            "hydra.sweeper.n_trials=2",
+            "training.n_epochs=1",
+            "training.data_augmentation_loop=1",
+            "progress=false",
+            f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
+            f"hydra.sweep.dir={study}",
             f"paths.cache_dir={tmp_path / 'cache'}",
         ],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (study / figures.PLOTLY_JS).read_text().startswith("/**\n* plotly.js v")
     for trial in ("trial_0", "trial_1"):

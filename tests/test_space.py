@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from gnn_convergence.study.demo import SEED_SPACE
+from gnn_convergence.study.demo import DEFAULT_SPACE
 from gnn_convergence.study.space import (
     MAX_GRID_VALUES,
     check_space,
@@ -68,14 +68,14 @@ def test_choice_keeps_item_order() -> None:
 
 
 def test_labels() -> None:
-    labels = [p.label for p in parse_space(SEED_SPACE)]
+    labels = [p.label for p in parse_space(DEFAULT_SPACE)]
     assert labels == ["lr_W", "lr", "coeff_W_L1", "batch_size"]
     emb = one("tag(log, interval(1e-4, 1e-3))", "training.learning_rate_embedding_start")
     assert emb.label == "lr_emb"
 
 
 def test_every_value_is_plain_and_inside_its_distribution() -> None:
-    space = {**SEED_SPACE, "a.b": "interval(0.1, 0.7)", "a.c": "range(1, 10, 3)"}
+    space = {**DEFAULT_SPACE, "a.b": "interval(0.1, 0.7)", "a.c": "range(1, 10, 3)"}
     for param in parse_space(space):
         for value in param.values:
             assert type(value) in (float, int)
@@ -123,7 +123,7 @@ def test_the_largest_grid_is_allowed() -> None:
 
 
 def test_snap_log_grid() -> None:
-    lr_w = parse_space(SEED_SPACE)[0]
+    lr_w = parse_space(DEFAULT_SPACE)[0]
     assert snap(lr_w, 1.5e-3) == 2e-3
     assert snap(lr_w, 1.2e-3) == 1e-3
     assert snap(lr_w, 1.0) == 1e-2
@@ -131,7 +131,7 @@ def test_snap_log_grid() -> None:
 
 
 def test_snap_zero_plus_log_grid() -> None:
-    coeff = parse_space(SEED_SPACE)[2]
+    coeff = parse_space(DEFAULT_SPACE)[2]
     assert snap(coeff, 0) == 0.0
     assert snap(coeff, 3e-7) == 0.0
     assert snap(coeff, 8e-7) == 1e-6
@@ -141,14 +141,14 @@ def test_snap_zero_plus_log_grid() -> None:
 
 def test_snap_linear_and_choice() -> None:
     assert snap(one("interval(0.1, 0.7)"), 0.26) == 0.3
-    batch = parse_space(SEED_SPACE)[3]
+    batch = parse_space(DEFAULT_SPACE)[3]
     assert snap(batch, 8) == 8
     with pytest.raises(ValueError, match=r"training.batch_size.*\[1, 4, 8, 16\]"):
         snap(batch, 3)
 
 
 def test_index_of_is_exact() -> None:
-    lr_w, _, coeff, batch = parse_space(SEED_SPACE)
+    lr_w, _, coeff, batch = parse_space(DEFAULT_SPACE)
     assert index_of(lr_w, 0.001) == 3
     assert index_of(lr_w, 0.0015) is None
     assert index_of(coeff, 0) == 0
@@ -157,12 +157,12 @@ def test_index_of_is_exact() -> None:
 
 
 def test_fingerprint_is_stable_and_sensitive() -> None:
-    space = parse_space(SEED_SPACE)
-    assert fingerprint(space) == fingerprint(parse_space(dict(SEED_SPACE)))
+    space = parse_space(DEFAULT_SPACE)
+    assert fingerprint(space) == fingerprint(parse_space(dict(DEFAULT_SPACE)))
     assert fingerprint(space) == "f6a6f36e73fc"
-    wider = {**SEED_SPACE, "training.coeff_W_L1": "interval(0, 1e-3)"}
+    wider = {**DEFAULT_SPACE, "training.coeff_W_L1": "interval(0, 1e-3)"}
     assert fingerprint(parse_space(wider)) != fingerprint(space)
-    renamed = {k.replace("training.", "train."): v for k, v in SEED_SPACE.items()}
+    renamed = {k.replace("training.", "train."): v for k, v in DEFAULT_SPACE.items()}
     assert fingerprint(parse_space(renamed)) != fingerprint(space)
 
 
@@ -188,7 +188,7 @@ CONFIG = {
 
 @pytest.mark.parametrize("seed_mode", ["paired", "rerun", "fixed_data", "cross"])
 def test_check_space_accepts_the_study_space(seed_mode: str) -> None:
-    check_space(parse_space(SEED_SPACE), CONFIG, seed_mode)
+    check_space(parse_space(DEFAULT_SPACE), CONFIG, seed_mode)
 
 
 @pytest.mark.parametrize(
@@ -246,4 +246,4 @@ def test_the_default_study_file_sweeps_the_seed_space():
 
     path = Path(__file__).parents[1] / "conf" / "hydra" / "sweeper" / "convergence.yaml"
     study = yaml.safe_load(path.read_text())
-    assert study["sweeper"]["params"] == SEED_SPACE
+    assert study["sweeper"]["params"] == DEFAULT_SPACE

@@ -24,22 +24,36 @@ QUICK = ["sweeps=quick", "simulation=tiny", "training=tiny", "training.data_augm
 def sweep(tmp_path: Path, storage: str, *overrides: str, env=None) -> subprocess.CompletedProcess:
     """A quick study run from tmp_path, all its files in tmp_path."""
     cmd = [
-        sys.executable, "-m", "gnn_convergence.train", "-m", *QUICK, "progress=false",
-        f"hydra.sweeper.storage='{storage}'", f"hydra.sweep.dir={tmp_path}/study",
-        f"paths.cache_dir={tmp_path}/cache", *overrides,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "gnn_convergence.train",
+        "-m",
+        *QUICK,
+        "progress=false",
+        f"hydra.sweeper.storage='{storage}'",
+        f"hydra.sweep.dir={tmp_path}/study",
+        f"paths.cache_dir={tmp_path}/cache",
+        *overrides,
+    ]
     return subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cmd,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def report(tmp_path: Path, *args: str, env=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gnn_convergence.report", *args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-    )  # fmt: skip
+    )
 
 
 def hydra_error(proc: subprocess.CompletedProcess) -> str:

@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps, pages
+from gnn_convergence.study.boundary_estimate import converged_share
 from gnn_convergence.study.datasets import STATS, study_data
 from gnn_convergence.study.demo import demo_study
 from gnn_convergence.study.records import trials_frame
@@ -127,13 +128,13 @@ def test_pairwise_maps_start_with_lr_w_x_lr_and_show_the_estimate_and_probes(dem
     trials = by_name(fig, "trial (colour: class)")
     assert len(trials.x) == len(demo.frame)
     hover = trials.hovertext[0]
-    assert "lr_W=" in hover and "coeff_W_L1=" in hover and "seed 0: connectivity_R2" in hover
+    assert "lr_W=" in hover and "coeff_W_L1=" in hover and "seed 0: test_R2" in hover
     assert "folder: demo/demo/trial_0" in hover
 
 
 def test_converged_share_averages_cells_and_is_blank_far_from_every_trial() -> None:
     cells = np.array([[0.0, 0.0], [1.0, 0.0]])
-    share = maps.converged_share(cells, np.array([1.0, 0.0]), np.array([[0.5, 0], [0, 0], [9, 9]]))
+    share = converged_share(cells, np.array([1.0, 0.0]), np.array([[0.5, 0], [0, 0], [9, 9]]))
     assert share[0] == pytest.approx(0.5) and share[1] > 0.5 and math.isnan(share[2])
 
 
@@ -193,8 +194,10 @@ def test_the_data_page_has_one_scatter_per_statistic_with_hard_datasets_marked(t
     runs = [r for ev in demo.state.evidence.values() if ev.inside for r in ev.runs]
     hard = [r for r in runs if datasets[r.data_seed].hard]
     assert hard and len(hard) < len(runs)
-    for name, drawn in (("run (colour: class)", len(runs) - len(hard)),
-                        ("run on a hard dataset", len(hard))):  # fmt: skip
+    for name, drawn in (
+        ("run (colour: class)", len(runs) - len(hard)),
+        ("run on a hard dataset", len(hard)),
+    ):
         traces = [t for t in fig.data if t.name == name]
         assert [t.xaxis for t in traces] == ["x", "x2", "x3"]
         assert all(len(t.x) == drawn for t in traces)
@@ -242,9 +245,11 @@ def sweeper_study(storage: str, space: dict[str, str], n_trials: int = 6) -> opt
     records), without training: a trial's runs converge at odd trial numbers."""
     params = parse_space(space)
     study = optuna.create_study(
-        study_name="sweep", storage=storage, sampler=ProtocolSampler(params, seed=0),
+        study_name="sweep",
+        storage=storage,
+        sampler=ProtocolSampler(params, seed=0),
         direction="maximize",
-    )  # fmt: skip
+    )
     record_space(study, space, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
@@ -303,9 +308,12 @@ def sqlite_copy(study: optuna.Study, folder: Path) -> str:
 def run_report(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "gnn_convergence.report", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+    )
 
 
 def test_report_without_out_writes_only_where_the_study_keeps_its_records(tmp_path) -> None:
@@ -386,9 +394,13 @@ def test_report_command_names_a_missing_study_or_file(tmp_path) -> None:
 def test_every_notebook_runs_on_its_tiny_default(notebook: Path, tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GNN_STUDY_")}
     proc = subprocess.run(
-        [sys.executable, str(notebook)], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, env={**env, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        [sys.executable, str(notebook)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**env, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr
 
 
@@ -396,6 +408,9 @@ def test_every_notebook_runs_on_its_tiny_default(notebook: Path, tmp_path) -> No
 def test_report_renders_in_headless_chromium() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "render_report.py")],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -32,10 +32,16 @@ TINY = ["simulation=tiny", "training=tiny", *SHORT]  # a real trial in seconds
 def sweep_command(tmp_path):
     """`python -m gnn_convergence.train -m sweeps=quick`, storage and folders in tmp_path."""
     return [
-        sys.executable, "-m", "gnn_convergence.train", "-m", "sweeps=quick", "progress=false",
+        sys.executable,
+        "-m",
+        "gnn_convergence.train",
+        "-m",
+        "sweeps=quick",
+        "progress=false",
         f"hydra.sweeper.storage=sqlite:///{tmp_path}/studies.db",
-        f"hydra.sweep.dir={tmp_path}/study", f"paths.cache_dir={tmp_path}/cache",
-    ]  # fmt: skip
+        f"hydra.sweep.dir={tmp_path}/study",
+        f"paths.cache_dir={tmp_path}/cache",
+    ]
 
 
 def sweep(tmp_path, *overrides, check=True, timeout=600):
@@ -276,12 +282,20 @@ def test_a_study_folder_belongs_to_one_study(tmp_path):
     (tmp_path / "other").mkdir()
     owner = f"study 'quick' in sqlite:///{tmp_path}/studies.db"
     for storage, message in [
-        (f"sqlite:///{tmp_path}/other/studies.db", f"not of study 'quick' in sqlite:///{tmp_path}/other"),
+        (
+            f"sqlite:///{tmp_path}/other/studies.db",
+            f"not of study 'quick' in sqlite:///{tmp_path}/other",
+        ),
         ("", "not of study 'quick' in the in-memory storage"),
         (f"sqlite:///{tmp_path}/typo/studies.db", f"folder {tmp_path}/typo of the SQLite file"),
-    ]:  # fmt: skip
-        proc = sweep(tmp_path, f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=2",
-                     *TINY, check=False)  # fmt: skip
+    ]:
+        proc = sweep(
+            tmp_path,
+            f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.n_trials=2",
+            *TINY,
+            check=False,
+        )
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-3000:]
         if "typo" not in storage:
             assert f"{study} holds the trials of {owner}" in proc.stderr
@@ -377,8 +391,10 @@ def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
     sweep(tmp_path, storage, "hydra.sweeper.n_trials=0")  # create the study once, run nothing
     assert load(tmp_path, [storage]).get_trials() == []
     cmd = [*sweep_command(tmp_path), storage, "hydra.sweeper.n_trials=4", *SHORT]
-    workers = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]  # fmt: skip
+    workers = [
+        subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read()[-3000:]
     trials = load(tmp_path, [storage]).get_trials()
@@ -387,14 +403,23 @@ def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
     folders = [t.user_attrs["folder"] for t in trials]
     assert len(set(folders)) == len(folders)
     assert all((Path(f) / "metrics.json").exists() for f in folders)
-    firsts = [(t.user_attrs["role"], tuple(t.params.values())) for t in trials
-              if t.user_attrs["role"] in ("start", "move", "probe", "jump")]  # fmt: skip
+    firsts = [
+        (t.user_attrs["role"], tuple(t.params.values()))
+        for t in trials
+        if t.user_attrs["role"] in ("start", "move", "probe", "jump")
+    ]
     assert len(firsts) == len(set(firsts))
 
 
 def test_parallel_jobs_through_the_joblib_launcher(tmp_path):
-    sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
-          "hydra.sweeper.n_trials=2", *SHORT)  # fmt: skip
+    sweep(
+        tmp_path,
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.n_jobs=2",
+        "hydra.sweeper.n_trials=2",
+        *SHORT,
+    )
     trials = load(tmp_path).get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert [t.user_attrs["role"] for t in trials] == ["start", "move"]

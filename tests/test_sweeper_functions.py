@@ -25,15 +25,17 @@ from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.space import parse_space
 from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
 from hydra_plugins.gnn_convergence_sweeper._impl import (
-    StudyError,
-    check_storage_folder,
-    check_study_name,
     check_values,
     fail_lost_trials,
     split_arguments,
-    storage_text,
     tell,
     trial_attrs,
+)
+from hydra_plugins.gnn_convergence_sweeper._study_folder import (
+    StudyError,
+    check_storage_folder,
+    check_study_name,
+    storage_text,
 )
 from hydra_plugins.gnn_convergence_sweeper.sweeper import RobustConf, ThresholdsConf
 
@@ -126,20 +128,35 @@ RESULT = {
     "test_R2_min": math.nan,
     "training_time_min": 1.5,
     "seeds": [
-        {"seed": 0, "data_seed": 7, "connectivity_R2": 0.91, "test_R2": math.nan,
-         "diverged_at_step": None},
-        {"seed": 1, "data_seed": 8, "connectivity_R2": 0.99, "test_R2": 0.5,
-         "diverged_at_step": None},
+        {
+            "seed": 0,
+            "data_seed": 7,
+            "connectivity_R2": 0.91,
+            "test_R2": math.nan,
+            "diverged_at_step": None,
+        },
+        {
+            "seed": 1,
+            "data_seed": 8,
+            "connectivity_R2": 0.99,
+            "test_R2": 0.5,
+            "diverged_at_step": None,
+        },
     ],
-}  # fmt: skip
+}
 
 
 def test_trial_attrs_are_json_safe_and_keep_every_run() -> None:
     attrs = trial_attrs(RESULT)
     assert attrs["connectivity_R2_min"] == 0.91 and attrs["test_R2_min"] is None
     assert attrs["class"] == "converged" and attrs["training_time_min"] == 1.5
-    assert attrs[PER_SEED][0] == {"seed": 0, "data_seed": 7, "connectivity_R2": 0.91,
-                                  "test_R2": None, "diverged_at_step": None}  # fmt: skip
+    assert attrs[PER_SEED][0] == {
+        "seed": 0,
+        "data_seed": 7,
+        "connectivity_R2": 0.91,
+        "test_R2": None,
+        "diverged_at_step": None,
+    }
     assert len(attrs[PER_SEED]) == 2
 
 

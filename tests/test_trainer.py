@@ -254,6 +254,13 @@ def test_loss_terms_by_hand():
     torch.testing.assert_close(l1_only - data, 3 * 0.01 * model.w.abs().sum(dim=(1, 2)))
 
 
-def test_edge_delta_is_xnorm_over_150():
-    activity = np.random.default_rng(0).normal(0, 6.0, size=(1000, 10))
-    assert edge_delta(activity) == round(1.5 * activity.std()) / 150
+@pytest.mark.parametrize(
+    ("activity", "delta"),
+    [
+        ([[0.0, 4.0]], 3 / 150),  # std 2, xnorm 3
+        ([[-4.0, 4.0], [4.0, -4.0]], 6 / 150),  # std 4, xnorm 6
+        ([[1.0, 1.3]], 0.0),  # std 0.15, xnorm round(0.225) = 0
+    ],
+)
+def test_edge_delta_is_xnorm_over_150(activity, delta):
+    assert edge_delta(np.array(activity)) == pytest.approx(delta)

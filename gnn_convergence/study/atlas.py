@@ -46,6 +46,7 @@ from gnn_convergence.figures import write_plotlyjs
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import CONVERGED, Thresholds, classify
 from gnn_convergence.study import maps
+from gnn_convergence.study.formats import MISSING, number_text, short_text
 from gnn_convergence.study.pages import (
     load_study,
     page,
@@ -56,7 +57,7 @@ from gnn_convergence.study.pages import (
 from gnn_convergence.study.records import trials_frame
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState, protocol_state
 from gnn_convergence.study.space import Param, value_text
-from gnn_convergence.study.vocabulary import finite, number_text
+from gnn_convergence.study.vocabulary import finite
 
 X_KEY = "training.learning_rate_W_start"
 Y_KEY = "training.learning_rate_start"
@@ -68,7 +69,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Job:
+class GridJob:
     """One job of the grid: folder, cell (lr_W, lr), and per run its connectivity_R2 (None:
     diverged) and dataset; ``values`` is None for a failed job (no readable metrics.json), and
     ``cell`` None for a job whose config cannot be read; ``error`` names the damaged file."""
@@ -93,7 +94,7 @@ class StudyMap:
     y: Param
 
 
-def read_jobs(grid: str | Path) -> list[Job]:
+def read_jobs(grid: str | Path) -> list[GridJob]:
     """Every job folder directly under ``grid`` (one holding .hydra/config.yaml), in job order.
 
     Raises:
@@ -116,7 +117,7 @@ def _job_order(config: Path) -> tuple[int, int, str]:
     return (0, int(name), "") if name.isdigit() else (1, 0, name)
 
 
-def _job(folder: Path) -> Job:
+def _job(folder: Path) -> GridJob:
     """The job in ``folder``; a damaged config.yaml or metrics.json is warned about, not raised."""
     config, metrics = folder / CONFIG, folder / METRICS_JSON
     try:
@@ -125,15 +126,15 @@ def _job(folder: Path) -> Job:
         log.warning(
             "atlas: job %s is in no cell: %s: %s; fix or remove the file", folder, config, err
         )
-        return Job(folder, None, None, error=f"{config.relative_to(folder.parent)}: {err}")
+        return GridJob(folder, None, None, error=f"{config.relative_to(folder.parent)}: {err}")
     if not metrics.exists():
-        return Job(folder, cell, None)
+        return GridJob(folder, cell, None)
     try:
         values, data_seeds = _runs(metrics)
     except (OSError, ValueError) as err:
         log.warning("atlas: job %s counted as failed: %s: %s; rerun the job", folder, metrics, err)
-        return Job(folder, cell, None, error=f"{metrics.relative_to(folder.parent)}: {err}")
-    return Job(folder, cell, values, data_seeds)
+        return GridJob(folder, cell, None, error=f"{metrics.relative_to(folder.parent)}: {err}")
+    return GridJob(folder, cell, values, data_seeds)
 
 
 def _cell(config: Path) -> tuple[float, float]:
@@ -166,12 +167,14 @@ def _runs(metrics: Path) -> tuple[tuple[float | None, ...], tuple[int, ...]]:
     )
 
 
-def cell_table(jobs: Iterable[Job], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> pd.DataFrame:
+def cell_table(
+    jobs: Iterable[GridJob], thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> pd.DataFrame:
     """One row per cell, by lr_W then lr: runs, converged runs (connectivity_R2 above
     ``thresholds.converged``), their share ``rate`` (NaN without runs), ``mean_R2`` over the
     runs with a value, and ``failed_jobs`` (jobs without a readable metrics.json); jobs in no
     cell are left out."""
-    cells: dict[tuple[float, float], list[Job]] = {}
+    cells: dict[tuple[float, float], list[GridJob]] = {}
     for job in jobs:
         if job.cell is not None:
             cells.setdefault(job.cell, []).append(job)
@@ -180,7 +183,7 @@ def cell_table(jobs: Iterable[Job], thresholds: Thresholds = DEFAULT_THRESHOLDS)
 
 
 def _cell_row(
-    cell: tuple[float, float], jobs: Sequence[Job], thresholds: Thresholds
+    cell: tuple[float, float], jobs: Sequence[GridJob], thresholds: Thresholds
 ) -> dict[str, float]:
     values = [v for job in jobs if job.values is not None for v in job.values]
     finite_values = [v for v in values if v is not None]
@@ -225,14 +228,20 @@ def heatmap(table: pd.DataFrame, x: Param, y: Param) -> go.Heatmap:
     cells = {(r.lr_W, r.lr): r for r in table.itertuples(index=False)}
     rows = [[cells.get((a, b)) for a in x.values] for b in y.values]
     return go.Heatmap(
-        x=list(x.values), y=list(y.values), name="atlas", zmin=0, zmax=1,
+        x=list(x.values),
+        y=list(y.values),
+        name="atlas",
+        zmin=0,
+        zmax=1,
         z=[[math.nan if c is None else c.rate for c in row] for row in rows],
-        text=[[_cell_text(c) for c in row] for row in rows], texttemplate="%{text}",
-        textfont={"size": 14}, hoverinfo="text",
+        text=[[_cell_text(c) for c in row] for row in rows],
+        texttemplate="%{text}",
+        textfont={"size": 14},
+        hoverinfo="text",
         hovertext=[[_cell_hover(c) for c in row] for row in rows],
-        colorscale=COLORSCALE, colorbar={"title": {"text": "convergence rate", "side": "right"},
-                                         "thickness": 15},
-    )  # fmt: skip
+        colorscale=COLORSCALE,
+        colorbar={"title": {"text": "convergence rate", "side": "right"}, "thickness": 15},
+    )
 
 
 def _cell_text(cell: tuple | None) -> str:
@@ -301,11 +310,13 @@ def write_atlas(
     write_atomic(out.with_suffix(".csv"), table.to_csv(index=False))
     write_plotlyjs(out.parent)
     figure = atlas_figure(table, thresholds, study)
-    write_atomic(out, page(f"Atlas of {grid.name}", [figure], _summary_html(jobs, table, out)))
+    write_atomic(
+        out, page(f"Atlas of {grid.name}", [figure], _grid_summary_html(jobs, table, out))
+    )
     return out
 
 
-def _summary_html(jobs: Sequence[Job], table: pd.DataFrame, out: Path) -> str:
+def _grid_summary_html(jobs: Sequence[GridJob], table: pd.DataFrame, out: Path) -> str:
     failed = [j for j in jobs if j.cell is not None and j.values is None]
     listed = "".join(
         f"; {j.folder.name} (lr_W={value_text(j.cell[0])}, lr={value_text(j.cell[1])}"
@@ -321,7 +332,7 @@ def _summary_html(jobs: Sequence[Job], table: pd.DataFrame, out: Path) -> str:
         + (f" Jobs in no cell: {len(lost)}; {'; '.join(j.error for j in lost)}." if lost else "")
     )
     csv = out.with_suffix(".csv").name
-    cells = table.to_html(index=False, na_rep="-", float_format="{:.4g}".format)
+    cells = table.to_html(index=False, na_rep=MISSING, float_format=short_text)
     link = f'<a href="{escape(quote(csv))}">{escape(csv)}</a>'
     return f"<p>{escape(text)} Cell table: {link}.</p>\n{cells}"
 

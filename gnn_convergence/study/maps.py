@@ -5,8 +5,8 @@ is :func:`~gnn_convergence.study.replay.protocol_state`'s. Axes follow the grids
 a log parameter (a leading 0 drawn one decade below the smallest positive value, labelled 0),
 ticks at the grid values, a non-numeric choice (a list too) by its index. Trials at the same
 value are spread over a third of a grid step so that each can be hovered. Nothing here computes
-a metric; the one estimate, the pairwise maps' working-region boundary
-(:func:`converged_share`), is explained in the figure itself.
+a metric; the one estimate, the pairwise maps' working-region boundary, is computed in
+:mod:`~gnn_convergence.study.boundary_estimate` and explained in the figure itself.
 """
 
 from __future__ import annotations
@@ -20,15 +20,17 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gnn_convergence.figures import CLASS_COLORS
 from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.results import METRICS
+from gnn_convergence.study.boundary_estimate import share_map
 from gnn_convergence.study.datasets import STATS, Dataset, StudyData
 from gnn_convergence.study.evidence import Run
+from gnn_convergence.study.formats import grid_text, missing, short_text
 from gnn_convergence.study.records import column
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
@@ -46,9 +48,6 @@ ROLE_SYMBOLS = {
 }
 Y_FLOOR = -0.2  # connectivity_R2 below this is drawn at it (the hover gives the value)
 SPREAD = 0.3  # trials at one value spread over this fraction of a grid step
-BANDWIDTH = 1.0  # of the boundary estimate's Gaussian kernel, in grid steps
-MIN_WEIGHT = math.exp(-2)  # the estimate is blank where no trial is within about 2 bandwidths
-MESH = 60
 ESTIMATE_NOTE = (
     "Dashed line: estimated working-region boundary. Each grid cell of this map holds the share "
     "of its finished runs that converged;<br>the line is where a Gaussian-kernel average of "
@@ -120,21 +119,6 @@ def _spread(param: Param, us: Sequence[float | None], keys: Sequence[Any]) -> li
     return [_axis_value(param, u) for u in out]
 
 
-def missing(value: Any) -> bool:
-    """None or a scalar NaN; a list value (a choice of lists) is never missing."""
-    return value is None or (np.ndim(value) == 0 and bool(pd.isna(value)))
-
-
-def _num(value: Any) -> str:
-    return "-" if missing(value) else f"{float(value):.4g}"
-
-
-def _text(value: Any, default: str = "-") -> str:
-    if missing(value):
-        return default
-    return value_text(float(value) if isinstance(value, np.floating) else value)
-
-
 def _rows(frame: pd.DataFrame, params: Sequence[Param], running: bool = True) -> pd.DataFrame:
     """The finished (and running) trials, with columns ``hover``, ``color`` and ``y`` (the
     objective as drawn: 0 for FAIL, PRUNED and RUNNING trials, floored at Y_FLOOR)."""
@@ -156,14 +140,13 @@ def _seed_indices(frame: pd.DataFrame | pd.Series) -> list[int]:
 
 def _seed_text(row: pd.Series, i: int) -> str | None:
     """``seed S: connectivity_R2 ..., diverged at step N``; None when the seed has no record."""
-    metrics = ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
-    values = [row.get(f"seed_{i}_{m}") for m in metrics]
+    values = [row.get(f"seed_{i}_{m}") for m in METRICS]
     diverged = row.get(f"seed_{i}_diverged_at_step")
     if all(missing(v) for v in values) and missing(diverged):
         return None
     seeds = json.loads(row["seeds"]) if isinstance(row.get("seeds"), str) else []
     name = f"seed {seeds[i]}" if i < len(seeds) else f"seed #{i}"
-    text = ", ".join(f"{m} {_num(v)}" for m, v in zip(metrics, values))
+    text = ", ".join(f"{m} {short_text(v)}" for m, v in zip(METRICS, values))
     return f"{name}: {text}" + ("" if missing(diverged) else f", diverged at step {diverged}")
 
 
@@ -178,7 +161,7 @@ def _run_values(row: pd.Series) -> list[float | None]:
 
 def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) -> str:
     """Trial number, state, role, class, full config, objective, per-seed values and folder."""
-    head = [row["state"], _text(row["role"], "no role"), _text(row["class"], "")]
+    head = [row["state"], grid_text(row["role"], "no role"), grid_text(row["class"], "")]
     if not missing(row["verdict"]):
         head.append(
             f"config {row['rate_converged']}/{row['rate_runs']} runs converged, rate "
@@ -186,13 +169,13 @@ def hover_text(row: pd.Series, params: Sequence[Param], seeds: Sequence[int]) ->
         )
     lines = [" | ".join(h for h in head if h)]
     lines += [] if missing(row["change"]) else [f"change: {row['change']}"]
-    lines.append(", ".join(f"{p.label}={_text(row[column(p)], '?')}" for p in params))
+    lines.append(", ".join(f"{p.label}={grid_text(row[column(p)], '?')}" for p in params))
     if row["state"] == "COMPLETE":
-        lines.append(f"objective (min connectivity_R2): {_num(row['value'])}")
+        lines.append(f"objective (min connectivity_R2): {short_text(row['value'])}")
     elif row["state"] != "RUNNING":
-        lines.append(f"{row['state']}: {_text(row['error'])}")
+        lines.append(f"{row['state']}: {grid_text(row['error'])}")
     lines += [t for i in seeds if (t := _seed_text(row, i))]
-    lines.append(f"folder: {_text(row['folder'])}")
+    lines.append(f"folder: {grid_text(row['folder'])}")
     body = "<br>".join(escape(line, quote=False) for line in lines)
     return f"<b>trial {row['number']}</b> | {body}"
 
@@ -203,19 +186,26 @@ def _legend(fig: go.Figure, running: bool) -> None:
     for name, color in colors.items():
         fig.add_trace(
             go.Scatter(
-                x=[None], y=[None], mode="markers", name=name, legendgroup="class",
-                legendgrouptitle={"text": "class"}, marker={"color": color, "size": 10},
+                x=[None],
+                y=[None],
+                mode="markers",
+                name=name,
+                legendgroup="class",
+                legendgrouptitle={"text": "class"},
+                marker={"color": color, "size": 10},
             )
-        )  # fmt: skip
+        )
 
 
 def _thresholds(fig: go.Figure, thresholds: Thresholds) -> None:
     lines = ((thresholds.converged, "converged above"), (thresholds.failed, "failed below"))
     for y, text in lines:
         fig.add_hline(
-            y=y, line={"dash": "dash", "color": "#555", "width": 1},
-            annotation_text=f"{text} {y:g}", annotation_position="top left",
-        )  # fmt: skip
+            y=y,
+            line={"dash": "dash", "color": "#555", "width": 1},
+            annotation_text=f"{text} {y:g}",
+            annotation_position="top left",
+        )
 
 
 def segment_trace(
@@ -226,9 +216,14 @@ def segment_trace(
     ys = [v for _, y0, _, y1 in segments for v in (y0, y1, None)]
     hover = [v for t in texts for v in (t, t, None)] or None
     return go.Scatter(
-        x=xs, y=ys, mode="lines", name=name, line=line, hovertext=hover,
+        x=xs,
+        y=ys,
+        mode="lines",
+        name=name,
+        line=line,
+        hovertext=hover,
         hoverinfo="text" if texts else "skip",
-    )  # fmt: skip
+    )
 
 
 def _param_boundaries(state: ProtocolState, param: Param) -> list[tuple[float, str, Any]]:
@@ -270,14 +265,18 @@ def slice_figure(
         go.Scatter(
             x=[r["x"] for r, _ in seeds],
             y=[0.0 if v is None else max(v, Y_FLOOR) for _, v in seeds],
-            mode="markers", name="seed", hovertext=[r["hover"] for r, _ in seeds],
-            hoverinfo="text", marker={
+            mode="markers",
+            name="seed",
+            hovertext=[r["hover"] for r, _ in seeds],
+            hoverinfo="text",
+            marker={
                 "color": [CLASS_COLORS[classify(v, thresholds)] for _, v in seeds],
                 "symbol": ["x" if v is None else "circle" for _, v in seeds],
-                "size": 6, "opacity": 0.7,
+                "size": 6,
+                "opacity": 0.7,
             },
         )
-    )  # fmt: skip
+    )
     running = rows["state"] == "RUNNING"
     for name, part, symbol in (
         ("trial minimum", rows[~running], "diamond"),
@@ -285,11 +284,20 @@ def slice_figure(
     ):
         fig.add_trace(
             go.Scatter(
-                x=part["x"], y=part["y"], mode="markers", name=name, hoverinfo="text",
-                hovertext=part["hover"], marker={"color": part["color"], "size": 11,
-                "symbol": symbol, "line": {"color": "black", "width": 1}},
+                x=part["x"],
+                y=part["y"],
+                mode="markers",
+                name=name,
+                hoverinfo="text",
+                hovertext=part["hover"],
+                marker={
+                    "color": part["color"],
+                    "size": 11,
+                    "symbol": symbol,
+                    "line": {"color": "black", "width": 1},
+                },
             )
-        )  # fmt: skip
+        )
     marks = _param_boundaries(state, param)
     segments = [(mid, Y_FLOOR, mid, 1.0) for mid, _, _ in marks]
     texts = [text for _, text, _ in marks]
@@ -313,24 +321,6 @@ def ordered_pairs(params: Sequence[Param]) -> list[tuple[Param, Param]]:
     return sorted(pairs, key=lambda pair: (pair[0].label, pair[1].label) != ("lr_W", "lr"))
 
 
-def converged_share(points: np.ndarray, shares: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-    """Gaussian-kernel average of the points' converged shares at each mesh point.
-
-    Args:
-        points: (n, d) distinct trial positions (grid cells), in grid steps.
-        shares: (n,) share of converged trials in each cell, so each cell weighs the same.
-        mesh: (m, d) positions to estimate at, in grid steps.
-
-    Returns:
-        (m,) estimates, NaN where the kernel weight is below MIN_WEIGHT (no cell near).
-    """
-    d2 = ((mesh[:, None, :] - points[None, :, :]) ** 2).sum(axis=2)
-    weight = np.exp(-0.5 * d2 / BANDWIDTH**2)
-    total = weight.sum(axis=1)
-    share = weight @ shares / np.maximum(total, 1e-300)
-    return np.where(total >= MIN_WEIGHT, share, np.nan)
-
-
 def _estimate_trace(
     rows: pd.DataFrame, x: Param, y: Param, thresholds: Thresholds
 ) -> go.Contour | None:
@@ -342,22 +332,20 @@ def _estimate_trace(
             cells[cell] += [classify(v, thresholds) == CONVERGED for v in _run_values(row)]
     if not cells:
         return None
-    steps = np.array([_step(x), _step(y)])
-    axes = [
-        np.linspace(min(_grid(p)) - s / 2, max(_grid(p)) + s / 2, MESH)
-        for p, s in zip((x, y), steps)
-    ]
-    gx, gy = np.meshgrid(*axes)
-    mesh = np.stack([gx.ravel(), gy.ravel()], axis=1)
-    points, shares = np.array(list(cells)), np.array([np.mean(c) for c in cells.values()])
-    share = converged_share(points / steps, shares, mesh / steps).reshape(gx.shape).round(3)
+    extents = ((min(_grid(x)), max(_grid(x))), (min(_grid(y)), max(_grid(y))))
+    axes, share = share_map(cells, (_step(x), _step(y)), extents)
     return go.Contour(
-        x=[_axis_value(x, u) for u in axes[0]], y=[_axis_value(y, u) for u in axes[1]],
-        z=share, name="boundary estimate", showlegend=True, showscale=False,
-        hoverinfo="skip", colorscale=[[0, "black"], [1, "black"]],
+        x=[_axis_value(x, u) for u in axes[0]],
+        y=[_axis_value(y, u) for u in axes[1]],
+        z=share,
+        name="boundary estimate",
+        showlegend=True,
+        showscale=False,
+        hoverinfo="skip",
+        colorscale=[[0, "black"], [1, "black"]],
         contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
         line={"width": 2, "dash": "dash"},
-    )  # fmt: skip
+    )
 
 
 def pair_figure(
@@ -378,26 +366,43 @@ def pair_figure(
     running = rows["state"] == "RUNNING"
     fig.add_trace(
         go.Scatter(
-            x=_spread(x, [u[0] for u in us], us), y=[_axis_value(y, u[1]) for u in us],
-            mode="markers", name="trial (colour: class)", hoverinfo="text",
-            hovertext=rows["hover"], marker={
-                "color": rows["color"], "size": 10, "line": {"color": "white", "width": 1},
+            x=_spread(x, [u[0] for u in us], us),
+            y=[_axis_value(y, u[1]) for u in us],
+            mode="markers",
+            name="trial (colour: class)",
+            hoverinfo="text",
+            hovertext=rows["hover"],
+            marker={
+                "color": rows["color"],
+                "size": 10,
+                "line": {"color": "white", "width": 1},
                 "symbol": ["circle-open" if r else "circle" for r in running],
             },
         )
-    )  # fmt: skip
+    )
     fig.add_trace(_robust_trace(state, x, y))
     fig.add_trace(_pair_boundaries(state, x, y))
     _legend(fig, running=running.any())
     fig.add_annotation(
-        text=ESTIMATE_NOTE, xref="paper", yref="paper", x=0, y=-0.22, showarrow=False,
-        align="left", xanchor="left", yanchor="top", font={"size": 11},
-    )  # fmt: skip
+        text=ESTIMATE_NOTE,
+        xref="paper",
+        yref="paper",
+        x=0,
+        y=-0.22,
+        showarrow=False,
+        align="left",
+        xanchor="left",
+        yanchor="top",
+        font={"size": 11},
+    )
     fig.update_layout(
         title=f"{x.label} x {y.label}: where training converges "
         f"(connectivity_R2 > {thresholds.converged:g}; a trial is coloured by its worst run)",
-        xaxis=axis(x), yaxis=axis(y), height=650, margin={"b": 170},
-    )  # fmt: skip
+        xaxis=axis(x),
+        yaxis=axis(y),
+        height=650,
+        margin={"b": 170},
+    )
     return fig
 
 
@@ -413,9 +418,12 @@ def _robust_trace(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
     return go.Scatter(
         x=[_axis_value(x, _position(x, v[x.name])) for v in values],
         y=[_axis_value(y, _position(y, v[y.name])) for v in values],
-        mode="markers", name="robust config", hovertext=texts, hoverinfo="text",
+        mode="markers",
+        name="robust config",
+        hovertext=texts,
+        hoverinfo="text",
         marker={"symbol": "circle-open", "size": 24, "color": "black", "line": {"width": 3}},
-    )  # fmt: skip
+    )
 
 
 def _pair_boundaries(state: ProtocolState, x: Param, y: Param) -> go.Scatter:
@@ -451,13 +459,24 @@ def walk_figure(
         symbol = ROLE_SYMBOLS.get(role, "circle-x")
         fig.add_trace(
             go.Scatter(
-                x=part["number"], y=part["y"], mode="markers", name=role, legendgroup="role",
-                legendgrouptitle={"text": "role"}, hoverinfo="text", hovertext=part["hover"],
-                marker={"color": part["color"], "size": 11, "line": {"color": "black", "width": 1},
-                        "symbol": [f"{symbol}-open" if s == "RUNNING" else symbol
-                                   for s in part["state"]]},
+                x=part["number"],
+                y=part["y"],
+                mode="markers",
+                name=role,
+                legendgroup="role",
+                legendgrouptitle={"text": "role"},
+                hoverinfo="text",
+                hovertext=part["hover"],
+                marker={
+                    "color": part["color"],
+                    "size": 11,
+                    "line": {"color": "black", "width": 1},
+                    "symbol": [
+                        f"{symbol}-open" if s == "RUNNING" else symbol for s in part["state"]
+                    ],
+                },
             )
-        )  # fmt: skip
+        )
     starts = [(w.first - 0.5, Y_FLOOR, w.first - 0.5, 1.0) for w in state.walks]
     fig.add_trace(segment_trace("walk start", starts, color="#757575", dash="dot", width=1))
     _thresholds(fig, thresholds)
@@ -489,15 +508,28 @@ def parallel_figure(
     dims.append({"label": "objective", "values": rows["y"], "range": [Y_FLOOR, 1.0]})
     lo, hi = thresholds.failed, thresholds.converged
     colors = [CLASS_COLORS[c] for c in (FAILED, PARTIAL, CONVERGED)]
-    scale = [[0, colors[0]], [lo, colors[0]], [lo, colors[1]], [hi, colors[1]], [hi, colors[2]],
-             [1, colors[2]]]  # fmt: skip
+    scale = [
+        [0, colors[0]],
+        [lo, colors[0]],
+        [lo, colors[1]],
+        [hi, colors[1]],
+        [hi, colors[2]],
+        [1, colors[2]],
+    ]
     fig = go.Figure(
         go.Parcoords(
-            dimensions=dims, name="trials",
-            line={"color": rows["y"].clip(lower=0), "colorscale": scale, "cmin": 0, "cmax": 1,
-                  "showscale": True, "colorbar": {"title": {"text": "objective"}}},
+            dimensions=dims,
+            name="trials",
+            line={
+                "color": rows["y"].clip(lower=0),
+                "colorscale": scale,
+                "cmin": 0,
+                "cmax": 1,
+                "showscale": True,
+                "colorbar": {"title": {"text": "objective"}},
+            },
         )
-    )  # fmt: skip
+    )
     n_running = int((frame["state"] == "RUNNING").sum())
     fig.update_layout(
         title=f"All {len(rows)} finished trials ({n_running} running not shown), "
@@ -529,22 +561,34 @@ def data_figure(
                 go.Scatter(
                     x=[datasets[r.data_seed].stats[stat] for _, r in part],
                     y=[0.0 if r.value is None else max(r.value, Y_FLOOR) for _, r in part],
-                    mode="markers", name=name, legendgroup=name, showlegend=col == 1,
+                    mode="markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=col == 1,
                     hoverinfo="x+text",
                     hovertext=[_run_hover(state, datasets[r.data_seed], c, r) for c, r in part],
-                    marker={"symbol": "x" if hard else "circle", "size": 10 if hard else 7,
-                            "color": CLASS_COLORS[FAILED] if hard else
-                            [CLASS_COLORS[r.outcome] for _, r in part], "opacity": 0.8},
+                    marker={
+                        "symbol": "x" if hard else "circle",
+                        "size": 10 if hard else 7,
+                        "color": CLASS_COLORS[FAILED]
+                        if hard
+                        else [CLASS_COLORS[r.outcome] for _, r in part],
+                        "opacity": 0.8,
+                    },
                 ),
-                row=1, col=col,
-            )  # fmt: skip
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(title_text=stat, row=1, col=col)
     for col, s in enumerate(data.separations, start=1):
         if s.side is not None:
             fig.add_vline(
-                x=s.threshold, row=1, col=col, line={"dash": "dot", "color": "#616161"},
-                annotation_text=f"hard {s.side} {s.threshold:.4g}",
-            )  # fmt: skip
+                x=s.threshold,
+                row=1,
+                col=col,
+                line={"dash": "dot", "color": "#616161"},
+                annotation_text=f"hard {s.side} {short_text(s.threshold)}",
+            )
     _thresholds(fig, thresholds)
     fig.update_layout(
         title=f"connectivity_R2 of the {len(runs)} runs at configs judged inside, against "
@@ -561,7 +605,8 @@ def _run_hover(state: ProtocolState, dataset: Dataset, config: Any, run: Run) ->
     lines = [
         f"{dataset.inside_converged}/{dataset.inside_runs} runs converged at "
         f"{dataset.inside_configs} inside configs",
-        f"trial {run.trial}, seed {run.seed}: connectivity_R2 {_num(run.value)} ({run.outcome})",
+        f"trial {run.trial}, seed {run.seed}: "
+        f"connectivity_R2 {short_text(run.value)} ({run.outcome})",
         ", ".join(f"{p.label}={value_text(values[p.name])}" for p in state.params),
     ]
     body = "<br>".join(escape(line, quote=False) for line in lines)

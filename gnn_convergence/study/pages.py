@@ -27,6 +27,7 @@ from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
 from gnn_convergence.study.datasets import StudyData
 from gnn_convergence.study.evidence import RobustRule
+from gnn_convergence.study.formats import grid_text, html_float
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
@@ -38,7 +39,7 @@ from gnn_convergence.study.records import (
     write_records,
 )
 from gnn_convergence.study.replay import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
-from gnn_convergence.study.space import Param, parse_space, value_text
+from gnn_convergence.study.space import Param, parse_space
 from gnn_convergence.study.storage import StorageError, read_storage, reading, safe_url
 from gnn_convergence.study.vocabulary import FOLDER
 
@@ -104,7 +105,7 @@ def write_study(
             f"{study.study_name}: {title}", figures[name], notes.get(name, ""), tails.get(name, "")
         )
         write_atomic(folder / f"{name}.html", html)
-    head, tail = _summary_html(frame, state, thresholds), _trials_html(frame, state)
+    head, tail = _report_head_html(frame, state, thresholds), _trials_html(frame, state)
     report = page(f"Study {study.study_name}", _flat(figures), head, tail)
     write_atomic(folder / REPORT_HTML, report)
     dashboard = (figures["maps"] or figures["slices"])[0]
@@ -131,7 +132,7 @@ def _flat(figures: Mapping[str, list[go.Figure]]) -> list[go.Figure]:
     return [f for name in PAGES for f in figures[name]]
 
 
-def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds) -> str:
+def _report_head_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresholds) -> str:
     states = frame["state"].value_counts().to_dict()
     counts = ", ".join(f"{s.lower()} {n}" for s, n in sorted(states.items())) or "no trials"
     now = datetime.datetime.now().isoformat(timespec="seconds")
@@ -148,7 +149,7 @@ def _summary_html(frame: pd.DataFrame, state: ProtocolState, thresholds: Thresho
     ]
     for title, table in summary_tables(state).items():
         parts.append(f"<h2>{escape(title)}</h2>")
-        html = table.to_html(index=False, float_format="{:.4f}".format)
+        html = table.to_html(index=False, float_format=html_float)
         parts.append(html if len(table) else "<p>none</p>")
     return "\n".join([*parts, "<h2>Figures</h2>"])
 
@@ -158,8 +159,8 @@ def _trials_html(frame: pd.DataFrame, state: ProtocolState) -> str:
     names = [column(p) for p in state.params]
     trials = frame[columns[:6] + names + columns[6:]].copy()
     for name in names:
-        trials[name] = ["" if maps.missing(v) else value_text(v) for v in trials[name]]
-    table = trials.to_html(index=False, na_rep="", float_format="{:.4f}".format)
+        trials[name] = [grid_text(v, "") for v in trials[name]]
+    table = trials.to_html(index=False, na_rep="", float_format=html_float)
     return f"<h2>Trials</h2>\n{table}"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -21,10 +20,12 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from gnn_convergence.files import write_atomic
-from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify
+from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, classify, worst
+from gnn_convergence.results import METRICS
 from gnn_convergence.study.answer import Region
 from gnn_convergence.study.datasets import STATS, Separation, StudyData, study_data
 from gnn_convergence.study.evidence import ROBUST, Evidence, RobustRule, lower_bound
+from gnn_convergence.study.formats import markdown_cell, number_text, short_text
 from gnn_convergence.study.replay import (
     DEFAULT_RULE,
     DEFAULT_THRESHOLDS,
@@ -48,24 +49,34 @@ from gnn_convergence.study.vocabulary import (
     SEEDS,
     START,
     finite,
-    number_text,
 )
 
 TRIALS_CSV = "trials.csv"
 ANALYSIS_MD = "analysis.md"
 ANSWER_JSON = "answer.json"
-SUMMARY_KEYS = (
-    *(f"{m}_{s}" for m in ("connectivity_R2", "test_R2", "test_pearson", "final_loss")
-      for s in ("min", "mean")),
-    "training_time_min",
-)  # fmt: skip
-SEED_COLUMNS = ("connectivity_R2", "test_R2", "test_pearson", "final_loss", "diverged_at_step")
-METRICS_LINE = ("test_R2", "test_pearson", "connectivity_R2", "final_loss")
+SUMMARY_KEYS = (*(f"{m}_{s}" for m in METRICS for s in ("min", "mean")), "training_time_min")
+SEED_COLUMNS = (*METRICS, "diverged_at_step")
 CONFIG_COLUMNS = ("verdict", "rate_runs", "rate_converged", "rate_mean", "rate_lower90")
-HEAD_COLUMNS = ("number", "state", "value", "class", *CONFIG_COLUMNS, "role", "parent", "change",
-                "seed_mode")  # fmt: skip
-TAIL_COLUMNS = (*SUMMARY_KEYS, "seeds", "data_seeds", "folder", "error", "datetime_start",
-                "duration_s")  # fmt: skip
+HEAD_COLUMNS = (
+    "number",
+    "state",
+    "value",
+    "class",
+    *CONFIG_COLUMNS,
+    "role",
+    "parent",
+    "change",
+    "seed_mode",
+)
+TAIL_COLUMNS = (
+    *SUMMARY_KEYS,
+    "seeds",
+    "data_seeds",
+    "folder",
+    "error",
+    "datetime_start",
+    "duration_s",
+)
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 ROLE_NOTES = {
     "start": "start config",
@@ -109,9 +120,11 @@ def _frame(
     rows = [_row(t, params, evidence.get(t.number), thresholds) for t in _by_number(trials)]
     n_seeds = max((len(_per_seed(t)) for t in trials), default=0)
     columns = [
-        *HEAD_COLUMNS, *map(column, params), *TAIL_COLUMNS,
+        *HEAD_COLUMNS,
+        *map(column, params),
+        *TAIL_COLUMNS,
         *(f"seed_{i}_{m}" for i in range(n_seeds) for m in SEED_COLUMNS),
-    ]  # fmt: skip
+    ]
     frame = pd.DataFrame(rows, columns=columns)
     ints = ["parent", "rate_runs", "rate_converged"]
     ints += [c for c in columns if c.endswith("diverged_at_step")]
@@ -198,8 +211,8 @@ def _param_text(trial: FrozenTrial, param: Param) -> str:
 def _metrics(trial: FrozenTrial, seeds: list[dict]) -> str:
     if trial.state != TrialState.COMPLETE:
         return f"none (error: {_error(trial)})"
-    worst = min(seeds, key=_seed_value) if seeds else {"connectivity_R2": trial.value}
-    return ", ".join(f"{m}={number_text(worst.get(m))}" for m in METRICS_LINE)
+    run = worst(seeds, _seed_value) if seeds else {"connectivity_R2": trial.value}
+    return ", ".join(f"{m}={number_text(run.get(m))}" for m in METRICS)
 
 
 def _error(trial: FrozenTrial) -> str:
@@ -395,15 +408,18 @@ def data_text(state: ProtocolState, data: StudyData) -> str:
 def data_table(data: StudyData) -> pd.DataFrame:
     """One row per dataset: its statistics, runs, runs at configs judged inside, hard."""
     rows = [
-        {"data seed": d.data_seed,
-         **{s: "" if d.stats[s] is None else f"{d.stats[s]:.4g}" for s in STATS},
-         "runs": d.runs,
-         "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
-         if d.inside_runs else "",
-         "inside configs": d.inside_configs,
-         "hard": ("yes" if d.hard else "no") if d.inside_runs else ""}
+        {
+            "data seed": d.data_seed,
+            **{s: short_text(d.stats[s], "") for s in STATS},
+            "runs": d.runs,
+            "converged at inside configs": f"{d.inside_converged}/{d.inside_runs}"
+            if d.inside_runs
+            else "",
+            "inside configs": d.inside_configs,
+            "hard": ("yes" if d.hard else "no") if d.inside_runs else "",
+        }
         for d in data.datasets
-    ]  # fmt: skip
+    ]
     return pd.DataFrame(rows)
 
 
@@ -430,7 +446,7 @@ def separation_text(s: Separation) -> str:
         return f"no threshold on {s.stat} separates them"
     other = "above" if s.side == "below" else "below"
     return (
-        f"every dataset with {s.stat} {s.side} {s.threshold:.4g} failed at every inside "
+        f"every dataset with {s.stat} {s.side} {short_text(s.threshold)} failed at every inside "
         f"config: {s.hard} of {s.hard}, and none {other} it: 0 of {s.others}"
     )
 
@@ -533,11 +549,17 @@ def _config_table(state: ProtocolState, configs: Sequence[Config]) -> pd.DataFra
         ev = state.evidence[config]
         trials = ", ".join(f"{v.number}" + (" (running)" if v.pending else "") for v in ev.visits)
         converged = sum(r.converged for r in ev.runs)
-        rows.append({**_config_values(state, config), "trials": trials,
-                     "converged": f"{converged}/{len(ev.runs)}",
-                     "fresh": f"{ev.converged}/{ev.n}" if ev.validated else "",
-                     "rate": ev.mean, f"rate {state.rule.credibility:.0%} >": ev.lower,
-                     "verdict": ev.verdict + (", unstable" if ev.unstable else "")})  # fmt: skip
+        rows.append(
+            {
+                **_config_values(state, config),
+                "trials": trials,
+                "converged": f"{converged}/{len(ev.runs)}",
+                "fresh": f"{ev.converged}/{ev.n}" if ev.validated else "",
+                "rate": ev.mean,
+                f"rate {state.rule.credibility:.0%} >": ev.lower,
+                "verdict": ev.verdict + (", unstable" if ev.unstable else ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -551,11 +573,18 @@ def _boundary_table(state: ProtocolState) -> pd.DataFrame:
         param = next(p for p in state.params if p.name == b.param)
         outside = "end of grid" if b.outside is None else value_text(param.values[b.outside])
         transition = ", ".join(value_text(param.values[i]) for i in b.transition)
-        rows.append({"from trial": state.first_number(b.origin), "parameter": param.label,
-                     "side": b.side, "inside": value_text(param.values[b.inside]),
-                     "inside runs": _runs_text(b.inside_runs), "transition": transition,
-                     "outside": outside if b.in_range else "no boundary in range",
-                     "outside runs": _runs_text(b.outside_runs)})  # fmt: skip
+        rows.append(
+            {
+                "from trial": state.first_number(b.origin),
+                "parameter": param.label,
+                "side": b.side,
+                "inside": value_text(param.values[b.inside]),
+                "inside runs": _runs_text(b.inside_runs),
+                "transition": transition,
+                "outside": outside if b.in_range else "no boundary in range",
+                "outside runs": _runs_text(b.outside_runs),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -574,10 +603,16 @@ def _region_table(state: ProtocolState) -> pd.DataFrame:
         }
         best = state.evidence[region.best]
         path_note = path_text(state, region) if number > 1 else ""
-        rows.append({"region": number, "configs": len(region.configs), **extent,
-                     "best": _labelled(state, region.best),
-                     f"best rate {state.rule.credibility:.0%} >": best.lower,
-                     "path from region 1": path_note})  # fmt: skip
+        rows.append(
+            {
+                "region": number,
+                "configs": len(region.configs),
+                **extent,
+                "best": _labelled(state, region.best),
+                f"best rate {state.rule.credibility:.0%} >": best.lower,
+                "path from region 1": path_note,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -588,8 +623,8 @@ def markdown_text(text: str) -> str:
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table; floats with 2 decimals."""
-    cells = [[f"{v:.2f}" if isinstance(v, float) else str(v) for v in row] for row in table.values]
+    """A pipe table, cells as :func:`~gnn_convergence.study.formats.markdown_cell` writes them."""
+    cells = [[markdown_cell(v) for v in row] for row in table.values]
     lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
     lines.append("|" + "---|" * len(table.columns))
     lines += ["| " + " | ".join(row) + " |" for row in cells]
@@ -645,7 +680,6 @@ def _seed_class(record: Mapping[str, Any], thresholds: Thresholds) -> str:
     return classify(finite(record.get("connectivity_R2")), thresholds)
 
 
-def _seed_value(record: Mapping[str, Any]) -> float:
-    """A seed's connectivity_R2, -inf when missing (so the worst seed)."""
-    value = finite(record.get("connectivity_R2"))
-    return -math.inf if value is None else value
+def _seed_value(record: Mapping[str, Any]) -> float | None:
+    """A seed's connectivity_R2; None when missing or not a finite number."""
+    return finite(record.get("connectivity_R2"))

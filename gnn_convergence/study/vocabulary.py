@@ -1,4 +1,4 @@
-"""The study's words: trial attribute keys, roles, finished states, and number helpers.
+"""The study's words: trial attribute keys, roles, finished states, and what counts as a number.
 
 Every module of the study (protocol, sampler, records, maps, report) and the sweeper read and
 write trials through these names, so a key is spelled in one place.
@@ -44,11 +44,3 @@ def finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def number_text(value: Any) -> str:
-    """4 decimals below 1 (``0.9552``), else 5 significant digits (``1525.5``); nan if none."""
-    x = finite(value)
-    if x is None:
-        return "nan"
-    return f"{x:.4f}" if 1e-3 <= abs(x) < 1 else f"{x:.5g}"

@@ -19,6 +19,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from gnn_convergence.config import RunConfig, to_run_config
+from gnn_convergence.job import write_job
 
 if TYPE_CHECKING:
     from gnn_convergence.run import Member
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class Job:
+class BatchJob:
     """One job of a batch: its number, composed config and RunConfig (None: run it alone)."""
 
     num: int
@@ -67,15 +68,15 @@ class PopulationLauncherImpl(Launcher):
             returns.update(self._run_group(group))
         return [returns[job.num] for job in jobs]
 
-    def _compose(self, idx: int, overrides: Sequence[str]) -> Job:
+    def _compose(self, idx: int, overrides: Sequence[str]) -> BatchJob:
         log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
         config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
         with open_dict(config):
             config.hydra.job.id = idx
             config.hydra.job.num = idx
-        return Job(idx, config, our_run_config(config))
+        return BatchJob(idx, config, our_run_config(config))
 
-    def _run_group(self, group: list[Job]) -> dict[int, JobReturn]:
+    def _run_group(self, group: list[BatchJob]) -> dict[int, JobReturn]:
         """Train a group of several jobs as one population and write each member in its job;
         a single job, or a group whose training raised, runs job by job."""
         nums = ", ".join(f"#{job.num}" for job in group)
@@ -97,7 +98,7 @@ class PopulationLauncherImpl(Launcher):
             for job, m in zip(group, members, strict=True)
         }
 
-    def _run(self, job: Job, task_function: TaskFunction) -> JobReturn:
+    def _run(self, job: BatchJob, task_function: TaskFunction) -> JobReturn:
         ret = run_job(
             hydra_context=self.hydra_context,
             task_function=task_function,
@@ -132,17 +133,17 @@ def hydra_config(config: DictConfig) -> Iterator[None]:
         HydraConfig.instance().cfg = orig
 
 
-def groups(jobs: Sequence[Job], max_members: int | None) -> list[list[Job]]:
+def groups(jobs: Sequence[BatchJob], max_members: int | None) -> list[list[BatchJob]]:
     """Jobs grouped by `group_key`, in the order of their first job, split into chunks of at
     most `max_members`."""
-    by_key: dict[Hashable, list[Job]] = {}
+    by_key: dict[Hashable, list[BatchJob]] = {}
     for job in jobs:
         by_key.setdefault(group_key(job), []).append(job)
     size = max_members or len(jobs)
     return [group[i : i + size] for group in by_key.values() for i in range(0, len(group), size)]
 
 
-def group_key(job: Job) -> Hashable:
+def group_key(job: BatchJob) -> Hashable:
     """The job's population key; a job without a RunConfig is a group of its own."""
     if job.run_cfg is None:
         return ("alone", job.num)
@@ -154,7 +155,6 @@ def group_key(job: Job) -> Hashable:
 def writer(member: Member, note: str) -> Callable[[DictConfig], dict[str, Any]]:
     """A task function that logs `note` and writes `member` into its job's folder, returning
     what `gnn_convergence.train.main` returns for the same job run alone."""
-    from gnn_convergence.train import write_job
 
     def task(_: DictConfig) -> dict[str, Any]:
         log.info("%s; its training curve is in metrics.json", note)
