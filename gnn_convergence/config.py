@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 COMPILE_MODES = ("default", "reduce-overhead")  # torch.compile modes of training.compile_mode
+CONNECTIVITY_TYPES = ("chaotic", "low_rank")  # simulation.connectivity_type
 FRAME_INDEX_BYTES = 8  # an int64 frame index of the trainer's frame table
 
 
@@ -35,7 +36,8 @@ class NeuronType:
 
 @dataclass
 class SimulationConfig:
-    """The simulated rate network; every field enters the dataset's cache key."""
+    """The simulated rate network; every field enters the dataset's cache key (the options
+    after `seed` only where they differ from their neutral default, see dataset.cache_key)."""
 
     n_neurons: int = 100
     n_frames: int = 10000
@@ -46,6 +48,13 @@ class SimulationConfig:
     dale: bool = False
     dale_factor: float = 0.3
     seed: int = 42
+    connectivity_type: str = "chaotic"  # chaotic | low_rank
+    connectivity_rank: int = 1  # r of low_rank: W = U V / sqrt(r N)
+    connectivity_filling_factor: float = 1.0  # share of W's entries kept (sparse W)
+    noise_model_level: float = 0.0  # process noise added after every Euler step
+    measurement_noise_level: float = 0.0  # noise added to the stored activity
+    n_neuron_types: int = 1  # K; above 1, neuron_types gives one row per type
+    neuron_types: list[NeuronType] = field(default_factory=list)  # [] : `neuron` for all
 
 
 @dataclass
@@ -137,6 +146,37 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
         ("simulation.init_scale", sim.init_scale, sim.init_scale >= 0, "a number >= 0"),
         ("simulation.neuron.w", sim.neuron.w, sim.neuron.w != 0, "a non-zero number"),
         ("simulation.dale_factor", sim.dale_factor, 0 <= sim.dale_factor <= 1, "in [0, 1]"),
+        (
+            "simulation.connectivity_type",
+            sim.connectivity_type,
+            sim.connectivity_type in CONNECTIVITY_TYPES,
+            " or ".join(CONNECTIVITY_TYPES),
+        ),
+        (
+            "simulation.connectivity_rank",
+            sim.connectivity_rank,
+            1 <= sim.connectivity_rank <= sim.n_neurons,
+            f"an integer from 1 to simulation.n_neurons ({sim.n_neurons})",
+        ),
+        (
+            "simulation.connectivity_filling_factor",
+            sim.connectivity_filling_factor,
+            0 < sim.connectivity_filling_factor <= 1,
+            "in (0, 1]",
+        ),
+        (
+            "simulation.noise_model_level",
+            sim.noise_model_level,
+            sim.noise_model_level >= 0,
+            "a number >= 0",
+        ),
+        (
+            "simulation.measurement_noise_level",
+            sim.measurement_noise_level,
+            sim.measurement_noise_level >= 0,
+            "a number >= 0",
+        ),
+        *_neuron_type_rules(sim),
         ("model.hidden_dim", model.hidden_dim, model.hidden_dim >= 1, "an integer >= 1"),
         ("model.n_layers", model.n_layers, model.n_layers >= 2, "an integer >= 2"),
         ("model.embedding_dim", model.embedding_dim, model.embedding_dim >= 1, "an integer >= 1"),
@@ -181,6 +221,31 @@ def _rules(cfg: RunConfig) -> list[tuple[str, Any, bool, str]]:
                 f"null or a list as long as training.seeds ({len(tr.seeds)})",
             )
         )
+    return rules
+
+
+def _neuron_type_rules(sim: SimulationConfig) -> list[tuple[str, Any, bool, str]]:
+    """K = n_neuron_types in 1 .. N; neuron_types empty (every neuron is `neuron`, K = 1) or
+    K rows; every row finite with w != 0."""
+    k, rows = sim.n_neuron_types, sim.neuron_types
+    rules = [
+        (
+            "simulation.n_neuron_types",
+            k,
+            1 <= k <= sim.n_neurons,
+            f"an integer from 1 to simulation.n_neurons ({sim.n_neurons})",
+        ),
+        (
+            "simulation.neuron_types rows",
+            len(rows),
+            len(rows) == k or (not rows and k == 1),
+            f"simulation.n_neuron_types={k} rows, one {{a, b, g, s, w, h}} per type (or none, "
+            "every neuron then being simulation.neuron, when simulation.n_neuron_types=1)",
+        ),
+    ]
+    for i, row in enumerate(rows):
+        rules += _finite_rules(row, f"simulation.neuron_types[{i}].")
+        rules.append((f"simulation.neuron_types[{i}].w", row.w, row.w != 0, "a non-zero number"))
     return rules
 
 

@@ -21,13 +21,28 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _ARRAYS = ("w", "activity", "derivative")
+# Simulation options added after the first datasets were cached: each enters the key only where
+# it differs from this neutral value, so a config without them keeps the key (and the cached
+# file) it had before they existed.
+_NEUTRAL = {
+    "connectivity_type": "chaotic",
+    "connectivity_rank": 1,
+    "connectivity_filling_factor": 1.0,
+    "noise_model_level": 0.0,
+    "measurement_noise_level": 0.0,
+    "n_neuron_types": 1,
+    "neuron_types": [],
+}
 
 
 def cache_key(cfg: SimulationConfig) -> str:
-    """Stable hash of every simulation field (seed included), the file format and the
-    simulation code's version (simulation.SIMULATION_VERSION)."""
+    """Stable hash of every simulation field (seed included; the options of _NEUTRAL only where
+    they are not neutral), the file format and the simulation code's version
+    (simulation.SIMULATION_VERSION)."""
     versions = {"format": FORMAT_VERSION, "simulation": simulation.SIMULATION_VERSION}
-    text = json.dumps({**versions, **dataclasses.asdict(cfg)}, sort_keys=True)
+    fields = dataclasses.asdict(cfg)
+    fields = {k: v for k, v in fields.items() if k not in _NEUTRAL or v != _NEUTRAL[k]}
+    text = json.dumps({**versions, **fields}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -87,12 +87,60 @@ def test_batch_size_scales_the_step_count_like_the_reference(make_config):
         ("training.coeff_W_L1=-1", "training.coeff_W_L1", ">= 0"),
         ("threads=-1", "threads", ">= 0"),
         ("training.compile_mode=max", "training.compile_mode", "default or reduce-overhead"),
+        (
+            "simulation.connectivity_type=ring",
+            "simulation.connectivity_type",
+            "chaotic or low_rank",
+        ),
+        ("simulation.connectivity_rank=0", "simulation.connectivity_rank=0", "from 1 to"),
+        ("simulation.connectivity_rank=101", "connectivity_rank=101", "n_neurons (100)"),
+        ("simulation.connectivity_filling_factor=0", "connectivity_filling_factor", "(0, 1]"),
+        ("simulation.connectivity_filling_factor=1.5", "connectivity_filling_factor", "(0, 1]"),
+        ("simulation.noise_model_level=-0.1", "simulation.noise_model_level", ">= 0"),
+        ("simulation.measurement_noise_level=-1", "measurement_noise_level", ">= 0"),
+        ("simulation.n_neuron_types=0", "simulation.n_neuron_types", "from 1 to"),
+        ("simulation.n_neuron_types=4", "neuron_types rows=0", "n_neuron_types=4 rows"),
     ],
 )
 def test_invalid_value_names_key_and_allowed_range(override, key, allowed, make_config):
     with pytest.raises(ConfigError) as err:
         to_run_config(make_config([override]))
     assert key in str(err.value) and allowed in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["simulation.n_neuron_types=3"], "simulation.neuron_types rows=4 is invalid"),
+        (["simulation.n_neuron_types=1"], "simulation.neuron_types rows=4 is invalid"),
+        (["simulation.neuron_types=[{a: 1}]"], "simulation.neuron_types rows=1 is invalid"),
+        (["simulation.neuron_types.0.w=0"], "simulation.neuron_types[0].w=0.0 is invalid"),
+        (
+            ["simulation.neuron_types.3.g=nan"],
+            "neuron_types[3].g=nan is invalid: allowed is a fin",
+        ),
+        (["simulation.n_neurons=3"], "simulation.n_neuron_types=4 is invalid"),
+    ],
+)
+def test_neuron_types_must_match_their_rows(overrides, message, make_config):
+    """simulation=types_4 has K = 4 rows; a K or a row count that does not match, a row with
+    w = 0 or a non-finite value, or more types than neurons fail naming the key."""
+    with pytest.raises(ConfigError) as err:
+        to_run_config(make_config(["simulation=types_4", *overrides]))
+    assert message in str(err.value)
+    assert "allowed is" in str(err.value)
+
+
+def test_the_types_option_rows_and_one_row_for_one_type(make_config):
+    sim = to_run_config(make_config(["simulation=types_4"])).simulation
+    assert [(r.a, r.s, r.g) for r in sim.neuron_types] == [
+        (1.0, 0.0, 7.0),
+        (1.0, 1.0, 7.0),
+        (2.0, 1.0, 7.0),
+        (2.0, 2.0, 7.0),
+    ]
+    one = to_run_config(make_config(["simulation.neuron_types=[{a: 2}]"])).simulation
+    assert one.n_neuron_types == 1 and one.neuron_types[0].a == 2.0
 
 
 def _float_keys(node, prefix: str = "") -> list[str]:
@@ -179,6 +227,10 @@ def test_unknown_group_option_lists_the_available_ones(make_config):
         ("device=cuda:7", "device='cuda:7' is invalid: allowed is auto"),
         ("training.learning_rate_W_start=inf", "learning_rate_W_start=inf is invalid"),
         ("training.n_epochs=1000000000000", "steps per epoch=12500000000000000 is invalid"),
+        ("simulation.connectivity_rank=101", "simulation.connectivity_rank=101 is invalid"),
+        ("simulation.connectivity_filling_factor=0", "connectivity_filling_factor=0.0 is invalid"),
+        ("simulation.noise_model_level=-1", "simulation.noise_model_level=-1.0 is invalid"),
+        ("simulation.n_neuron_types=2", "simulation.neuron_types rows=0 is invalid"),
     ],
 )
 def test_cli_fails_before_any_work(tmp_path, override, message):
