@@ -36,6 +36,7 @@ def demo_study(
     study_name: str = "demo",
     n_trials: int = 40,
     seed: int = 0,
+    space: Mapping[str, str] = SEED_SPACE,
 ) -> tuple[optuna.Study, list[Param]]:
     """A synthetic study in seconds, no training: the real sampler, the sweeper's attributes.
 
@@ -44,14 +45,15 @@ def demo_study(
     (drawn from the data seed, so shared by every config run on that dataset) plus a little
     training-seed noise; the dataset's effective ranks fall as its difficulty rises (its
     spectral radius is unrelated); at lr_W 1e-2 a run may diverge (no value), making the trial
-    a FAIL as in the sweeper. Trial folders are named, not created.
+    a FAIL as in the sweeper. Trial folders are named, not created. ``space`` may change the
+    grids of the four keys (not the keys).
     """
-    params = parse_space(DEFAULT_SPACE)
+    params = parse_space(space)
     sampler = ProtocolSampler(params, start=SEED_START, seed=seed)
     study = optuna.create_study(
         study_name=study_name, storage=storage, sampler=sampler, direction="maximize"
     )
-    record_space(study, DEFAULT_SPACE, params)
+    record_space(study, space, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
         seeds = _demo_runs(trial.params, trial.user_attrs["seeds"], trial.user_attrs["data_seeds"])

@@ -85,6 +85,12 @@ def _axis_value(param: Param, u: float | None) -> float | None:
     return 10**u if _log(param) else u
 
 
+def place(param: Param, value: Any) -> float | None:
+    """Where ``value`` lies on the parameter's axis (see :func:`axis`): the value itself, a
+    leading 0 one decade below on a log axis, its index for a non-numeric choice."""
+    return _axis_value(param, _position(param, value))
+
+
 def _grid(param: Param) -> list[float]:
     """Axis-scale positions of the grid values."""
     return [_position(param, v) for v in param.values]

@@ -357,7 +357,7 @@ def answer_text(state: ProtocolState) -> str:
     lines = [
         "## Answer",
         "",
-        f"Recommended: {_labelled(state, answer.recommended)}",
+        f"Recommended: {config_text(state, answer.recommended)}",
         f"Runs: {ev.n} on fresh datasets, {ev.converged} converged; "
         f"rate {ev.mean:.2f} ({rule.credibility:.0%} > {ev.lower:.2f}); verdict: {ev.verdict} "
         f"(robust claims {rule.claim})",
@@ -365,13 +365,13 @@ def answer_text(state: ProtocolState) -> str:
     if answer.runner_up is not None:
         other = state.evidence[answer.runner_up]
         lines.append(
-            f"Runner-up: {_labelled(state, answer.runner_up)}: {other.n} fresh runs, "
+            f"Runner-up: {config_text(state, answer.runner_up)}: {other.n} fresh runs, "
             f"{other.converged} converged, rate {other.mean:.2f} "
             f"({rule.credibility:.0%} > {other.lower:.2f}); "
             f"P(recommended is better) = {answer.p_better:.2f}"
         )
     if len(answer.candidates) > 1:
-        dropped = "; ".join(_labelled(state, c) for c in answer.dropped) or "none"
+        dropped = "; ".join(config_text(state, c) for c in answer.dropped) or "none"
         tied = (
             f"; race ended tied: the candidates agreed on all {answer.race_common} common datasets"
             if answer.race_tied
@@ -389,13 +389,21 @@ def answer_text(state: ProtocolState) -> str:
 def hard_text(state: ProtocolState) -> str:
     """The datasets no config judged inside converged on, and their share with its interval."""
     answer, mass = state.answer, state.rule.credibility
-    hard, n = len(answer.hard), answer.datasets_inside
+    hard, n, low, high = hard_share(state)
     seeds = ", ".join(f"{h.data_seed} ({h.runs} runs, {h.configs} configs)" for h in answer.hard)
-    low, high = lower_bound(hard, n, (1 + mass) / 2), 1 - lower_bound(n - hard, n, (1 + mass) / 2)
     return (
         f"Datasets that failed at every config judged inside: {seeds or 'none'}; "
         f"{hard} of {n} datasets run at inside configs ({mass:.0%} interval {low:.2f}-{high:.2f})"
     )
+
+
+def hard_share(state: ProtocolState) -> tuple[int, int, float, float]:
+    """(hard datasets, datasets run at inside configs, and the central interval of the hard
+    share at the rule's credibility)."""
+    answer, mass = state.answer, state.rule.credibility
+    hard, n = len(answer.hard), answer.datasets_inside
+    low, high = lower_bound(hard, n, (1 + mass) / 2), 1 - lower_bound(n - hard, n, (1 + mass) / 2)
+    return hard, n, low, high
 
 
 def data_text(state: ProtocolState, data: StudyData) -> str:
@@ -522,7 +530,7 @@ def path_text(state: ProtocolState, region: Region) -> str:
     at lr_W=0.005, ...)``, or ``not yet probed``."""
     if region.cut is None:
         return "not yet probed"
-    return f"separated (path probed: {region.cut.judged} at {_labelled(state, region.cut.config)})"
+    return f"separated (path probed: {region.cut.judged} at {config_text(state, region.cut.config)})"
 
 
 def _band_record(state: ProtocolState, band) -> dict[str, Any]:
@@ -539,7 +547,8 @@ def _band_record(state: ProtocolState, band) -> dict[str, Any]:
     }
 
 
-def _labelled(state: ProtocolState, config: Config) -> str:
+def config_text(state: ProtocolState, config: Config) -> str:
+    """``lr_W=0.001, lr=0.0005, ...``: the config's values by label."""
     return ", ".join(f"{k}={v}" for k, v in _config_values(state, config).items())
 
 
@@ -608,7 +617,7 @@ def _region_table(state: ProtocolState) -> pd.DataFrame:
                 "region": number,
                 "configs": len(region.configs),
                 **extent,
-                "best": _labelled(state, region.best),
+                "best": config_text(state, region.best),
                 f"best rate {state.rule.credibility:.0%} >": best.lower,
                 "path from region 1": path_note,
             }
