@@ -158,7 +158,7 @@ def select(args: argparse.Namespace, rules: list[Any], model: Model) -> Any:
         for seed in range(first, first + count):
             score.add(model, told_current(World(seed, model), args, rule))
         meets = score.false_share <= 0.10 and score.right_share >= 0.90
-        scored.append((meets, score.mean_rate, rule))
+        scored.append((meets, (score.mean_rate, score.right_share, -score.false_share), rule))
         median = np.median(score.rec_rates) if score.rec_rates else float("nan")
         print(
             f"{rule.level:5g} {rule.credibility:4g} {rule.max_runs:8d} {rule.probe_min_runs:9d}"
@@ -168,7 +168,7 @@ def select(args: argparse.Namespace, rules: list[Any], model: Model) -> Any:
         )
     meeting = [s for s in scored if s[0]]
     if not meeting:
-        print("no rule meets both bounds: the highest mean rate is chosen")
+        print("no rule meets both bounds: the highest mean rate is chosen among all")
     chosen = max(meeting or scored, key=lambda s: s[1])[2]
     print(f"chosen: {rule_label(chosen)}")
     return chosen

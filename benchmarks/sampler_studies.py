@@ -60,12 +60,19 @@ class Claim:
 
 
 def cache_prob_above() -> None:
-    """Memoise the package's ``evidence.prob_above``, a pure function that the answer calls
-    some 10^5 times a study (prob_better, lower_bound): the same results, 5 times faster."""
+    """Memoise the package's ``evidence.prob_above`` and the answer's ``prob_better``, pure
+    functions that the answer calls some 10^5 times a study: the same results, 10 times
+    faster. Only what exists is memoised (the previous commit has no answer module)."""
     from gnn_convergence.study import evidence
 
     if not hasattr(evidence.prob_above, "cache_info"):
         evidence.prob_above = functools.lru_cache(maxsize=None)(evidence.prob_above)
+    try:
+        from gnn_convergence.study import answer
+    except ImportError:
+        return
+    if hasattr(answer, "prob_better") and not hasattr(answer.prob_better, "cache_info"):
+        answer.prob_better = functools.lru_cache(maxsize=None)(answer.prob_better)
 
 
 def values_of(c: Config) -> dict[str, Any]:

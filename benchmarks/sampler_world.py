@@ -14,6 +14,9 @@ s_d^2 + s_e^2 = 1, so the true per-run rate of c is Phi(q(c)).
 
 - q at a measured cell is Phi^-1 of its smoothed rate (k + 1/2) / (n + 1): 0 of 6 is 0.07,
   6 of 6 is 0.93 (a cell's rate is known to within its 6 runs, no better).
+- Along the lr_W column, a cell without a converged run beyond another such cell (away from
+  the converging cells) lies one probit unit lower per step: 0 of 6 only says "rate below
+  about 0.3", and the measured connectivity_R2 keeps falling away from the transition.
 - Elsewhere q is additive in probit units: the lr_W column's q(lr_W), plus for lr, coeff_W_L1
   and batch_size each the step from the column's value to the slice's (its q minus the
   column's q, measured at lr_W 2e-3 and at 1e-2).
@@ -61,6 +64,7 @@ RUNS_CSV = Path(__file__).with_name("calibration") / "runs.csv"
 COLUMNS = ("lr_W", "lr", "coeff_W_L1", "batch_size")
 ANCHORS = (4, 6)  # lr_W indices of the slices: 2e-3, 1e-2
 CONVERGED = 0.9  # connectivity_R2 above which a run converged
+FALL_STEP = 1.0  # probit units per lr_W step between two column cells without a converged run
 PHI = NormalDist()
 Config = tuple[int, ...]
 
@@ -132,9 +136,24 @@ def lr_w_weight(u: int) -> float:
     return min(1.0, math.log(values[u] / values[lo]) / math.log(values[hi] / values[lo]))
 
 
+def column_q(cells: dict[Config, Cell]) -> list[float]:
+    """q along the lr_W column: each cell's smoothed probit, except that a cell with no
+    converged run next to another such cell on the side of the converging cells lies
+    FALL_STEP below it (0 of 6 says "rate below about 0.3"; the connectivity_R2 keeps
+    falling away from the transition: 0.49, 0.13, 0.04 at lr_W 5e-4, 2e-4, 1e-4)."""
+    column = [cells[column_config(u)].z for u in range(SIZES[0])]
+    some = [u for u in range(SIZES[0]) if any(cells[column_config(u)].converged)]
+    distance = [min((abs(u - v) for v in some), default=0) for u in range(SIZES[0])]
+    for u in sorted(range(SIZES[0]), key=distance.__getitem__):
+        inner = [v for v in (u - 1, u + 1) if 0 <= v < SIZES[0] and distance[v] < distance[u]]
+        if distance[u] > 1 and inner:
+            column[u] = min(column[u], column[inner[0]] - FALL_STEP)
+    return column
+
+
 def additive_q(cells: dict[Config, Cell]) -> dict[Config, float]:
     """q of every config (see the module docstring), the measured cells as measured."""
-    column = [cells[column_config(u)].z for u in range(SIZES[0])]
+    column = column_q(cells)
     effects = {a: [slice_effect(cells, a, p) for p in range(1, 4)] for a in ANCHORS}
     cap = max(cell.z for cell in cells.values())
     q = {}
@@ -145,10 +164,10 @@ def additive_q(cells: dict[Config, Cell]) -> dict[Config, float]:
             for p in range(1, 4)
         )
         q[c] = min(column[c[0]] + step, cap)
-    return q | {c: cell.z for c, cell in cells.items()}
+    return q | {c: cell.z for c, cell in cells.items() if c[1:] != START[1:]}
 
 
-def log_likelihood(cells: Iterable[Cell], share: float) -> float:
+def log_likelihood(cells: Iterable[Cell], q: dict[Config, float], share: float) -> float:
     """log P(measured converged/not per (cell, dataset)) with s_e = share * s_d, each
     dataset's h integrated out (datasets are the cells' common data_seeds)."""
     cells = list(cells)
@@ -163,7 +182,7 @@ def log_likelihood(cells: Iterable[Cell], share: float) -> float:
         like = np.ones_like(h)
         for cell in cells:
             if d in cell.data_seeds:
-                up = _phi((cell.z - s_d * h) / s_e)
+                up = _phi((q[cell.config] - s_d * h) / s_e)
                 like *= up if cell.converged[cell.data_seeds.index(d)] else 1 - up
         total += math.log(max(float((weight * like).sum()), 1e-300))
     return total
@@ -173,10 +192,10 @@ def _phi(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))
 
 
-def fit_share(cells: dict[Config, Cell]) -> float:
+def fit_share(cells: dict[Config, Cell], q: dict[Config, float]) -> float:
     """s_e / s_d of maximum likelihood on a grid 0.05..3."""
     grid = np.exp(np.linspace(math.log(0.05), math.log(3.0), 40))
-    return float(max(grid, key=lambda s: log_likelihood(cells.values(), float(s))))
+    return float(max(grid, key=lambda s: log_likelihood(cells.values(), q, float(s))))
 
 
 def diverge_share(cells: dict[Config, Cell]) -> list[float]:
@@ -223,10 +242,11 @@ def measured_model(cells: dict[Config, Cell]) -> Model:
         for v, ok in zip(cell.values, cell.converged, strict=True)
         if v is not None
     ]
+    q = additive_q(cells)
     return Model(
         name="measured",
-        q=additive_q(cells),
-        share=fit_share(cells),
+        q=q,
+        share=fit_share(cells, q),
         converged_values=np.sort([v for v, ok in values if ok]),
         other_values=np.sort([v for v, ok in values if not ok]),
         diverge=diverge_share(cells),
