@@ -25,6 +25,7 @@ Several values of --level, --credibility, --max-runs or --probe-min-runs make a 
 the current protocol runs each on the selection seeds (measured scenario), and the rule chosen
 (at most 10% of robust labels below level, at least 90% of reported crossings right, then the
 highest mean true rate of the recommendation) is the one every sampler is reported with.
+A row ``current*`` adds the current protocol with today's defaults when the chosen rule differs.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from sampler_studies import (
 from sampler_world import Model, World, check_lines, region2, scenarios, summary_lines
 
 SAMPLERS = ("current", "previous", "tpe", "random")
+DEFAULTS = (0.6, 0.9, 12, 6)  # the protocol's rule today: level, credibility, max_runs, probe_min
 
 
 def runs_of(records: list[TrialRecord]) -> int:
@@ -97,16 +99,21 @@ def score_rows(args, rule, models: list[Model], seeds: range) -> dict[str, list[
     if "previous" in args.only:
         names = [m.name for m in models]
         previous = previous_records(names, seeds, search_trials(args), rule)
+    rows = [(name, rule) for name in SAMPLERS if name in args.only]
+    default = rule_of(*DEFAULTS)
+    if "current" in args.only and rule != default:
+        rows.insert(1, ("current", default))
     lines: dict[str, list[str]] = {}
     for model in models:
         lines[model.name] = []
-        for name in (s for s in SAMPLERS if s in args.only):
-            began, score = time.perf_counter(), Score(rule.level, region2(model))
+        for name, row_rule in rows:
+            began, score = time.perf_counter(), Score(row_rule.level, region2(model))
             for i, seed in enumerate(seeds):
                 world = World(seed, model)
-                score.add(model, told_of(name, world, args, rule, previous, model, i))
+                score.add(model, told_of(name, world, args, row_rule, previous, model, i))
             wall = time.perf_counter() - began
-            lines[model.name].append(row(name, score.cells(), f"[{wall:.0f} s]"))
+            label = name if row_rule == rule else "current*"
+            lines[model.name].append(row(label, score.cells(), f"[{wall:.0f} s]"))
             print(f"{model.name}: {lines[model.name][-1]}", flush=True, file=sys.stderr)
     return lines
 
@@ -213,6 +220,8 @@ def report(args, rule, models: list[Model]) -> None:
         )
         print(HEADER)
         print("\n".join(lines[model.name]))
+    if any("current*" in line for ls in lines.values() for line in ls):
+        print(f"\ncurrent*: the current protocol with {rule_label(rule_of(*DEFAULTS))}")
 
 
 def parse() -> argparse.Namespace:
