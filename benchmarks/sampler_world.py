@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import NormalDist
@@ -417,6 +417,3 @@ def _share_never(cells: dict[Config, Cell], model: Model) -> float:
     for c in cells:
         fail *= 1 - _phi((model.q[c] - model.s_d * h) / model.s_e)
     return float((weight * fail).sum())
-
-
-WorldFactory = Callable[[int], World]
