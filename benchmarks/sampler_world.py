@@ -1,7 +1,7 @@
 """The sampler benchmark's world: every run's connectivity_R2 on the study's default grid,
 calibrated on the measured cells of benchmarks/calibration/runs.csv.
 
-The grid is the default study's (``SEED_SPACE``: lr_W 1e-4..1e-2 in 7 values, lr 1e-4..1e-3 in
+The grid is the default study's (``DEFAULT_SPACE``: lr_W 1e-4..1e-2 in 7 values, lr 1e-4..1e-3 in
 4, coeff_W_L1 0 and 1e-6..1e-4 in 8, batch_size 1, 4, 8, 16; 896 configs). The measured cells
 (benchmarks/calibration/grid.sh, every cell 6 runs on the same 6 datasets): the lr_W column at
 the start's other values (lr 5e-4, coeff_W_L1 5e-6, batch 8), and slices along lr, coeff_W_L1
@@ -53,10 +53,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from gnn_convergence.study.demo import SEED_SPACE, SEED_START
+from gnn_convergence.study.demo import DEFAULT_SPACE, SEED_START
 from gnn_convergence.study.space import parse_space, snap_index
 
-PARAMS = parse_space(SEED_SPACE)
+PARAMS = parse_space(DEFAULT_SPACE)
 SIZES = tuple(len(p.values) for p in PARAMS)
 GRID = [tuple(int(i) for i in c) for c in np.ndindex(*SIZES)]
 START = tuple(snap_index(p, SEED_START[p.label]) for p in PARAMS)

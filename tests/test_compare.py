@@ -19,7 +19,7 @@ from gnn_convergence.compare import main
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps
 from gnn_convergence.study.comparison import load_studies, shared_axes, study_simulation
-from gnn_convergence.study.demo import SEED_SPACE, demo_study
+from gnn_convergence.study.demo import DEFAULT_SPACE, demo_study
 from gnn_convergence.study.pages import load_study, record_folder, study_params
 from gnn_convergence.study.ranges import operating_range, ranges_figure, union_param
 from gnn_convergence.study.records import config_text
@@ -31,7 +31,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 ROOT = Path(__file__).resolve().parents[1]
 LR_W = "training.learning_rate_W_start"
 DALE_SPACE = {  # the same keys, other grids: lr_W up to 2e-2, batch_size 2 instead of 16
-    **SEED_SPACE,
+    **DEFAULT_SPACE,
     LR_W: "tag(log, interval(1e-4, 2e-2))",
     "training.batch_size": "choice(1, 2, 4, 8)",
 }
@@ -64,10 +64,10 @@ def stores(tmp_path_factory) -> dict[str, str]:
     trials, no folder: no simulation, no answer); other.db: a one-parameter study."""
     root = tmp_path_factory.mktemp("stores")
     main_url, other_url = f"sqlite:///{root}/studies.db", f"sqlite:///{root}/other.db"
-    stored_study(main_url, root, "chaotic", 80, 0, SEED_SPACE, "chaotic")
+    stored_study(main_url, root, "chaotic", 80, 0, DEFAULT_SPACE, "chaotic")
     stored_study(main_url, root, "chaotic_dale", 60, 1, DALE_SPACE, "chaotic_dale")
-    stored_study(main_url, root, "bare", 3, 0, SEED_SPACE, None)
-    one = {LR_W: SEED_SPACE[LR_W]}
+    stored_study(main_url, root, "bare", 3, 0, DEFAULT_SPACE, None)
+    one = {LR_W: DEFAULT_SPACE[LR_W]}
     study = optuna.create_study(study_name="sweep", storage=other_url)
     study.set_user_attr("params", one)
     return {"main": main_url, "other": other_url, "root": str(root)}
@@ -192,7 +192,7 @@ def errors(stores) -> list[tuple[list[str], str]]:
         (["--storage", main_url, "chaotic", "chaotic"], f"error: study 'chaotic' in "
          f"{main_url} is given twice\n"),
         (["--storage", main_url, "chaotic", f"{other}::sweep"], "error: the studies sweep "
-         f"different parameters: against chaotic ({', '.join(SEED_SPACE)}), sweep lacks "
+         f"different parameters: against chaotic ({', '.join(DEFAULT_SPACE)}), sweep lacks "
          "training.learning_rate_start, training.coeff_W_L1, training.batch_size; compare "
          "studies of one search space (their grids may differ)\n"),
     ]  # fmt: skip

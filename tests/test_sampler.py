@@ -21,7 +21,7 @@ from optuna.testing.pytest_samplers import BasicSamplerTestCase
 from optuna.trial import FrozenTrial, Trial, TrialState, create_trial
 
 from gnn_convergence.study import sampler as sampler_module
-from gnn_convergence.study.demo import SEED_SPACE
+from gnn_convergence.study.demo import DEFAULT_SPACE
 from gnn_convergence.study.evidence import NOT_ROBUST, ROBUST, UNDECIDED, RobustRule
 from gnn_convergence.study.protocol import _owed, min_distances
 from gnn_convergence.study.replay import protocol_state
@@ -32,7 +32,7 @@ from gnn_convergence.study.vocabulary import DECISION
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-PARAMS = parse_space(SEED_SPACE)
+PARAMS = parse_space(DEFAULT_SPACE)
 SIZES = [len(p.values) for p in PARAMS]
 BOX = ((2, 4), (1, 2), (0, 3), (1, 3))
 INSIDE = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
@@ -326,7 +326,7 @@ def test_a_jump_lands_far_from_everything_run(rule: str, share: float) -> None:
 
 def test_only_grid_values_are_proposed(walk: optuna.Study) -> None:
     for trial in walk.trials:
-        assert set(trial.params) == set(SEED_SPACE)
+        assert set(trial.params) == set(DEFAULT_SPACE)
         for param in PARAMS:
             value = trial.params[param.name]
             assert type(value) in (float, int) and value in param.values
@@ -437,7 +437,7 @@ def test_enqueued_trials_are_respected() -> None:
 
 def test_a_preset_waiting_trial_is_recorded_as_enqueued() -> None:
     study = optuna.create_study(sampler=ProtocolSampler(PARAMS, start=INSIDE))
-    values = dict(zip(SEED_SPACE, (5e-3, 1e-4, 0.0, 1), strict=True))
+    values = dict(zip(DEFAULT_SPACE, (5e-3, 1e-4, 0.0, 1), strict=True))
     preset = optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=values,

@@ -26,9 +26,6 @@ DEFAULT_SPACE = {
     "training.batch_size": "choice(1, 4, 8, 16)",
 }
 SEED_START = {"lr_W": 1e-3, "lr": 5e-4, "coeff_W_L1": 5e-6, "batch_size": 8}
-# Old name, for tests/test_sampler.py, tests/test_answer.py and benchmarks/sampler_benchmark.py
-# (edited elsewhere); remove once they import DEFAULT_SPACE
-SEED_SPACE = DEFAULT_SPACE
 
 
 def demo_study(
@@ -36,7 +33,7 @@ def demo_study(
     study_name: str = "demo",
     n_trials: int = 40,
     seed: int = 0,
-    space: Mapping[str, str] = SEED_SPACE,
+    space: Mapping[str, str] = DEFAULT_SPACE,
 ) -> tuple[optuna.Study, list[Param]]:
     """A synthetic study in seconds, no training: the real sampler, the sweeper's attributes.
 

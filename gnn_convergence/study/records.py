@@ -530,7 +530,8 @@ def path_text(state: ProtocolState, region: Region) -> str:
     at lr_W=0.005, ...)``, or ``not yet probed``."""
     if region.cut is None:
         return "not yet probed"
-    return f"separated (path probed: {region.cut.judged} at {config_text(state, region.cut.config)})"
+    probed = config_text(state, region.cut.config)
+    return f"separated (path probed: {region.cut.judged} at {probed})"
 
 
 def _band_record(state: ProtocolState, band) -> dict[str, Any]:
