@@ -23,7 +23,7 @@ from gnn_convergence.dataset import load_or_simulate
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
 from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
-from gnn_convergence.simulation import Dataset, true_curves
+from gnn_convergence.simulation import Dataset, neuron_types, true_curves
 from gnn_convergence.trainer import Hyper, TrainData, TrainResult, edge_delta, train
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def recovery(
     hi = max(float(d.activity.max()) for d in datasets)
     u = torch.linspace(lo, hi, CURVE_POINTS)  # (G,)
     psi, phi = (c[members].cpu() for c in model.curves(u.to(model.w.device)))  # (K, G)
-    neuron = cfg.simulation.neuron
+    neuron = neuron_types(cfg.simulation)[0]  # node 0's type
     true_psi, true_phi = true_curves(u.numpy().astype(np.float64), neuron)
     return Recovery(
         true_w=true_w.numpy(),

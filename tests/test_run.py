@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from gnn_convergence import artifacts, figures
-from gnn_convergence.config import ModelConfig
+from gnn_convergence.config import ModelConfig, NeuronType
 from gnn_convergence.model import ConnectivityGNN
 from gnn_convergence.outcome import classify
 from gnn_convergence.results import METRICS, Recovery, RunResult, SeedResult
-from gnn_convergence.run import run, train_population
+from gnn_convergence.run import data_seeds, load_data, recovery, run, stack_data, train_population
+from gnn_convergence.simulation import true_curves
 from gnn_convergence.trainer import loss_terms
 from hydra_plugins.gnn_convergence_sweeper._impl import trial_attrs
 
@@ -378,3 +379,18 @@ def test_compiled_loss_equals_eager():
     torch.testing.assert_close(d1, d0, rtol=1e-5, atol=1e-5)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_the_run_figure_compares_node_0s_type_curves(tiny_config):
+    """With neuron_types rows, the true psi, phi and g drawn are those of node 0's type (the
+    first row), not simulation.neuron."""
+    rows = [NeuronType(s=0.5, w=2.0, g=5.0), NeuronType(g=9.0)]
+    sim = dataclasses.replace(tiny_config.simulation, n_neuron_types=2, neuron_types=rows)
+    cfg = dataclasses.replace(tiny_config, simulation=sim)
+    datasets = load_data(cfg)
+    data = stack_data(datasets, data_seeds(cfg), torch.device("cpu"))
+    model = ConnectivityGNN(cfg.model, sim.n_neurons, cfg.training.seeds)
+    drawn = recovery(model, data, list(datasets.values()), cfg)
+    true_psi, true_phi = true_curves(drawn.u.astype(np.float64), rows[0])
+    np.testing.assert_allclose(drawn.true_psi, true_psi)
+    np.testing.assert_allclose(drawn.true_phi, true_phi)
