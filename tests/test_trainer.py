@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -232,26 +233,42 @@ def test_frame_draws_are_per_seed_and_in_range():
     np.testing.assert_array_equal(draws[1], frame_draws([1], 100, 8, 50)[0])
 
 
+class _KnownCurves(ConnectivityGNN):
+    """psi*(u) = |u| and phi*(u) = -u: a loss small enough to compute by hand."""
+
+    def psi_values(self, u: torch.Tensor) -> torch.Tensor:
+        return u.abs()
+
+    def phi_values(self, u: torch.Tensor) -> torch.Tensor:
+        return -u
+
+
 def test_loss_terms_by_hand():
-    """Both regularisers enter once per sampled frame: the W L1 term (whole matrix) and the
-    edge-difference term are each summed over the batch's frames."""
-    torch.manual_seed(0)
-    model = ConnectivityGNN(ModelConfig(), n_neurons=6, seeds=[0, 1])
-    u, y = torch.randn(2, 3, 6), torch.randn(2, 3, 6)
-    delta = torch.tensor([0.05, 0.07])
-    loss, data = loss_terms(model, u=u, y=y, delta=delta, coeff_w_l1=0.01, coeff_edge_diff=2.0)
-    pred = model(u)
-    for k, step in enumerate((0.05, 0.07)):
-        expected_data = torch.sqrt(((pred[k] - y[k]) ** 2).sum())
-        per_frame = [
-            0.01 * model.w[k].abs().sum()
-            + 2.0 * torch.relu(model.psi_values(u)[k, b] - model.psi_values(u + step)[k, b]).norm()
-            for b in range(3)
-        ]
-        torch.testing.assert_close(data[k], expected_data)
-        torch.testing.assert_close(loss[k], expected_data + sum(per_frame))
-    l1_only, _ = loss_terms(model, u=u, y=y, delta=delta, coeff_w_l1=0.01, coeff_edge_diff=0.0)
-    torch.testing.assert_close(l1_only - data, 3 * 0.01 * model.w.abs().sum(dim=(1, 2)))
+    """N = 2, frames u = (-1, 2) and (-3, -1), W = [[5, 2], [-1, 0]] (the diagonal is masked in
+    the prediction, not in the L1 term). pred = -u + W_offdiag |u| = (5, -3) and (5, -2); with
+    y = (5, -1) and (4, -2) the data term is sqrt(2^2 + 1^2) = sqrt(5). The W L1 term counts per
+    frame: 2 * 0.01 * 8 = 0.16. With delta 0.5, |u| - |u + 0.5| clipped at 0 is (0.5, 0) and
+    (0.5, 0.5): edge norms 0.5 + sqrt(0.5), times 2.0 = 1 + sqrt(2). Member 1 has delta 0 and
+    no L1 coefficient: its loss is the data term alone."""
+    model = _KnownCurves(ModelConfig(), n_neurons=2, seeds=[0, 1]).to(torch.float64)
+    with torch.no_grad():
+        model.w.copy_(torch.tensor([[5.0, 2.0], [-1.0, 0.0]]).expand(2, 2, 2))
+    u = torch.tensor([[-1.0, 2.0], [-3.0, -1.0]], dtype=torch.float64).expand(2, 2, 2)
+    y = torch.tensor([[5.0, -1.0], [4.0, -2.0]], dtype=torch.float64).expand(2, 2, 2)
+    terms = {
+        "u": u,
+        "y": y,
+        "delta": torch.tensor([0.5, 0.0], dtype=torch.float64),
+        "coeff_w_l1": torch.tensor([0.01, 0.0], dtype=torch.float64),
+        "coeff_edge_diff": torch.tensor([2.0, 2.0], dtype=torch.float64),
+    }
+    loss, data = loss_terms(model, **terms)
+    root5 = math.sqrt(5)
+    torch.testing.assert_close(data, torch.tensor([root5, root5], dtype=torch.float64))
+    expected = [root5 + 0.16 + 1 + math.sqrt(2), root5]
+    torch.testing.assert_close(loss, torch.tensor(expected, dtype=torch.float64))
+    no_edge, _ = loss_terms(model, **terms, edge=False)
+    torch.testing.assert_close(no_edge, torch.tensor([root5 + 0.16, root5], dtype=torch.float64))
 
 
 @pytest.mark.parametrize(
