@@ -198,6 +198,7 @@ def launcher_log(caplog):
     logger.removeHandler(caplog.handler)
 
 
+@pytest.mark.slow  # trains
 @pytest.mark.usefixtures("hydra_restore_singletons")
 def test_a_mixed_batch_runs_each_group_and_reports_each_error_in_its_job(tmp_path, launcher_log):
     returns = launch(

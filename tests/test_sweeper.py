@@ -386,6 +386,7 @@ def test_ctrl_c_records_the_trial_and_a_rerun_resumes(tmp_path, when, overrides,
     assert [t.state for t in trials[1:]] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
+@pytest.mark.slow  # trains
 def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
     storage = f"hydra.sweeper.storage={postgres_url}"
     sweep(tmp_path, storage, "hydra.sweeper.n_trials=0")  # create the study once, run nothing
@@ -411,6 +412,7 @@ def test_worker_processes_share_one_postgres_study(tmp_path, postgres_url):
     assert len(firsts) == len(set(firsts))
 
 
+@pytest.mark.slow  # trains
 def test_parallel_jobs_through_the_joblib_launcher(tmp_path):
     sweep(
         tmp_path,
