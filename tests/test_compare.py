@@ -10,8 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from hydra import compose, initialize
-from hydra.core.global_hydra import GlobalHydra
+from conftest import compose_config
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
@@ -39,12 +38,7 @@ DALE_SPACE = {  # the same keys, other grids: lr_W up to 2e-2, batch_size 2 inst
 
 def multirun_yaml(simulation: str) -> str:
     """The sweep config as the sweeper writes multirun.yaml (hydra node included)."""
-    GlobalHydra.instance().clear()
-    with initialize(version_base="1.3", config_path="../conf"):
-        config = compose(
-            config_name="train", overrides=[f"simulation={simulation}"], return_hydra_config=True
-        )
-    return OmegaConf.to_yaml(config)
+    return OmegaConf.to_yaml(compose_config([f"simulation={simulation}"], hydra=True))
 
 
 def stored_study(url: str, root: Path, name: str, n_trials: int, seed: int, space, sim) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_config
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
@@ -16,9 +17,10 @@ from gnn_convergence.config import ConfigError, RunConfig, steps_per_epoch, to_r
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 OPTIONS = sorted(
-    (f.parent.name, f.stem) for group in ("simulation", "model", "training")
+    (f.parent.name, f.stem)
+    for group in ("simulation", "model", "training")
     for f in (CONF / group).glob("*.yaml")
-)  # fmt: skip
+)
 
 
 def _leaves(node, prefix=""):
@@ -253,19 +255,10 @@ def test_cli_fails_before_any_work(tmp_path, override, message):
     assert not (tmp_path / "run" / "analysis.log").exists()
 
 
-def _with_hydra(overrides: list[str]):
-    from hydra import compose, initialize
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize(version_base="1.3", config_path="../conf"):
-        return compose(config_name="train", overrides=overrides, return_hydra_config=True)
-
-
 @pytest.mark.parametrize("sweeps", ["convergence", "quick"])
 def test_a_grid_of_the_basic_sweeper_drops_the_study_settings(sweeps):
-    study = _with_hydra([f"sweeps={sweeps}"]).hydra
+    study = compose_config([f"sweeps={sweeps}"], hydra=True).hydra
     assert study.sweeper.study_name == sweeps and study.sweep.dir == f"outputs/studies/{sweeps}"
-    grid = _with_hydra([f"sweeps={sweeps}", "hydra/sweeper=basic"]).hydra
+    grid = compose_config([f"sweeps={sweeps}", "hydra/sweeper=basic"], hydra=True).hydra
     assert set(grid.sweeper) == {"_target_", "max_batch_size", "params"}
     assert grid.sweep.dir.startswith("outputs/multirun/")
