@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from gnn_convergence.config import ConfigError
 from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.demo import DEFAULT_SPACE
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.space import parse_space
 from gnn_convergence.study.vocabulary import ERROR, PER_SEED, REPORTED, WORKER
@@ -66,8 +67,7 @@ def test_split_arguments_separates_sweeps_from_plain_overrides(arguments, swept,
 
 def test_check_values_accepts_the_default_space(make_config) -> None:
     base = make_config(["simulation=tiny", "training=tiny"])
-    space = parse_space({"training.batch_size": "choice(1, 4, 8, 16)"})
-    check_values(space, base, "paired")
+    check_values(parse_space(DEFAULT_SPACE), base, "paired")
 
 
 def test_check_values_of_a_largest_grid_is_fast(make_config) -> None:
@@ -284,11 +284,13 @@ def test_a_sqlite_storage_in_a_missing_folder_is_refused(tmp_path) -> None:
     assert not (tmp_path / "typo").exists()
 
 
-def test_a_sqlite_storage_folder_is_created_with_the_study_folder(tmp_path) -> None:
-    """The default storage (outputs/studies.db beside outputs/studies/<name>) on a fresh clone."""
+def test_a_sqlite_storage_folder_that_holds_the_study_folder_is_accepted(tmp_path) -> None:
+    """The default storage (outputs/studies.db beside outputs/studies/<name>) on a fresh clone:
+    accepted, and left for the sweep to create with the study folder."""
     check_storage_folder(f"sqlite:///{tmp_path}/outputs/studies.db", tmp_path / "outputs/x/y")
     check_storage_folder(f"sqlite:///{tmp_path}/studies.db", tmp_path / "elsewhere")
     check_storage_folder(None, tmp_path / "study")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_storage_is_shown_without_its_password() -> None:
