@@ -158,8 +158,9 @@ def test_a_study_is_drawn_over_the_atlas(grid, tmp_path):
 def test_the_cli_names_what_is_missing(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no job folders" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path), "--study", "demo"])
+    assert exit_info.value.code == 2 and "--storage" in capsys.readouterr().err
     assert main([str(tmp_path), "--study", "x", "--storage", f"sqlite:///{tmp_path}/no.db"]) == 2
     assert "no SQLite file" in capsys.readouterr().err
 
