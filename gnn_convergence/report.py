@@ -32,6 +32,7 @@ from gnn_convergence.study.pages import (
 )
 from gnn_convergence.study.space import fingerprint
 from gnn_convergence.study.storage import reading
+from gnn_convergence.study.vocabulary import SPACE_FINGERPRINT
 
 KEY = "STORAGE_URL"
 
@@ -67,7 +68,7 @@ def report(study: optuna.Study, args: argparse.Namespace) -> Path:
         args.converged if args.converged is not None else stored.converged,
         args.failed if args.failed is not None else stored.failed,
     )
-    if fingerprint(params) != study.user_attrs.get("space_fingerprint"):
+    if fingerprint(params) != study.user_attrs.get(SPACE_FINGERPRINT):
         print(
             "warning: space fingerprint differs: the protocol may ignore trials", file=sys.stderr
         )

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from gnn_convergence.outcome import run_value
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import Param, parse_space, record_space
+from gnn_convergence.study.vocabulary import DATA_SEEDS, ERROR, FOLDER, PER_SEED, SEEDS
 
 # The default study's search space and start (conf/hydra/sweeper/convergence.yaml)
 DEFAULT_SPACE = {
@@ -53,15 +54,15 @@ def demo_study(
     record_space(study, space, params)
     for _ in range(n_trials):
         trial = study.ask({p.name: p.distribution for p in params})
-        seeds = _demo_runs(trial.params, trial.user_attrs["seeds"], trial.user_attrs["data_seeds"])
+        seeds = _demo_runs(trial.params, trial.user_attrs[SEEDS], trial.user_attrs[DATA_SEEDS])
         value = run_value(
             math.nan if s["connectivity_R2"] is None else s["connectivity_R2"] for s in seeds
         )
-        attrs = {"per_seed": seeds, "folder": f"demo/{study_name}/trial_{trial.number}"}
+        attrs = {PER_SEED: seeds, FOLDER: f"demo/{study_name}/trial_{trial.number}"}
         for key, item in attrs.items():
             trial.set_user_attr(key, item)
         if math.isnan(value):
-            trial.set_user_attr("error", "no finite objective: a seed diverged")
+            trial.set_user_attr(ERROR, "no finite objective: a seed diverged")
             study.tell(trial, state=TrialState.FAIL)
         else:
             study.tell(trial, value)

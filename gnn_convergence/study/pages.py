@@ -41,7 +41,7 @@ from gnn_convergence.study.records import (
 from gnn_convergence.study.replay import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, parse_space
 from gnn_convergence.study.storage import StorageError, read_storage, reading, safe_url
-from gnn_convergence.study.vocabulary import FOLDER
+from gnn_convergence.study.vocabulary import FOLDER, RULE, SPACE_TEXTS, THRESHOLDS
 
 REPORT_HTML = "report.html"
 PAGES = {
@@ -170,7 +170,7 @@ def study_params(study: optuna.Study) -> list[Param]:
     Raises:
         ValueError: When the study has no ``params`` attribute (not made by the sweeper).
     """
-    space = study.user_attrs.get("params")
+    space = study.user_attrs.get(SPACE_TEXTS)
     if not isinstance(space, Mapping):
         raise ValueError(
             f"study {study.study_name} has no 'params' attribute: not a sweeper study"
@@ -180,13 +180,13 @@ def study_params(study: optuna.Study) -> list[Param]:
 
 def study_thresholds(study: optuna.Study) -> Thresholds:
     """The study's ``thresholds`` attribute, else the defaults."""
-    stored = study.user_attrs.get("thresholds")
+    stored = study.user_attrs.get(THRESHOLDS)
     return Thresholds(**stored) if isinstance(stored, Mapping) else DEFAULT_THRESHOLDS
 
 
 def study_rule(study: optuna.Study) -> RobustRule:
     """The study's ``robust`` attribute, else the default rule."""
-    stored = study.user_attrs.get("robust")
+    stored = study.user_attrs.get(RULE)
     return RobustRule(**stored) if isinstance(stored, Mapping) else DEFAULT_RULE
 
 

@@ -19,6 +19,8 @@ from optuna.distributions import (
     IntDistribution,
 )
 
+from gnn_convergence.study.vocabulary import SPACE_FINGERPRINT, SPACE_GRIDS, SPACE_TEXTS
+
 LABELS = {
     "learning_rate_W_start": "lr_W",
     "learning_rate_start": "lr",
@@ -289,6 +291,6 @@ def value_text(value: Any) -> str:
 def record_space(study: Any, texts: Mapping[str, str], params: Sequence[Param]) -> None:
     """Store the search space on an Optuna study: its grammar text (``params``, what
     :func:`parse_space` reads back), its grids (``space``) and ``space_fingerprint``."""
-    study.set_user_attr("params", dict(texts))
-    study.set_user_attr("space", {p.name: list(p.values) for p in params})
-    study.set_user_attr("space_fingerprint", fingerprint(params))
+    study.set_user_attr(SPACE_TEXTS, dict(texts))
+    study.set_user_attr(SPACE_GRIDS, {p.name: list(p.values) for p in params})
+    study.set_user_attr(SPACE_FINGERPRINT, fingerprint(params))

@@ -1,4 +1,5 @@
-"""The study's words: trial attribute keys, roles, finished states, and what counts as a number.
+"""The study's words: trial and study attribute keys, roles, finished states, and what counts
+as a number.
 
 Every module of the study (protocol, sampler, records, maps, report) and the sweeper read and
 write trials through these names, so a key is spelled in one place.
@@ -20,9 +21,12 @@ SEEDS, DATA_SEEDS = "seeds", "data_seeds"
 SEED_MODE, FOLDER, OVERRIDES, ERROR = "seed_mode", "folder", "overrides", "error"
 REPORTED = "reported"  # False on a launched trial until its evidence is stored
 WORKER = "worker"  # host:pid of the sweeper process that launched the trial
-# Study user attribute: the study's identity, also in its folder's study.json
-STUDY_UUID = "uuid"
 PER_SEED = "per_seed"  # one record per run: seed, data_seed, metrics, data statistics
+# Study user attributes: the study's identity (also in its folder's study.json); its search
+# space as grammar text, as grids and as a fingerprint; the thresholds and robust rule it runs
+STUDY_UUID = "uuid"
+SPACE_TEXTS, SPACE_GRIDS, SPACE_FINGERPRINT = "params", "space", "space_fingerprint"
+THRESHOLDS, RULE = "thresholds", "robust"
 
 START, MOVE, RETRY, VALIDATE, PROBE, JUMP, RACE, ENQUEUED = (
     "start",

@@ -50,9 +50,13 @@ from gnn_convergence.study.vocabulary import (
     OVERRIDES,
     PER_SEED,
     REPORTED,
+    RULE,
     SEED_MODE,
     SEEDS,
+    SPACE_FINGERPRINT,
+    SPACE_TEXTS,
     STUDY_UUID,
+    THRESHOLDS,
     WORKER,
 )
 from hydra_plugins.gnn_convergence_sweeper._study_folder import (
@@ -165,9 +169,9 @@ class ProtocolSweeperImpl(Sweeper):
         record_folder(study, self.sweep_dir)
         check_space_change(study, texts, space, self.allow_space_change)
         record_space(study, texts, space)
-        study.set_user_attr("thresholds", dataclasses.asdict(self.thresholds))
-        study.set_user_attr("robust", dataclasses.asdict(self.rule))
-        study.set_user_attr("seed_mode", self.seed_mode)
+        study.set_user_attr(THRESHOLDS, dataclasses.asdict(self.thresholds))
+        study.set_user_attr(RULE, dataclasses.asdict(self.rule))
+        study.set_user_attr(SEED_MODE, self.seed_mode)
         if self.storage_url:
             log.info(
                 "study %s in %s; watch it with: optuna-dashboard %s",
@@ -285,12 +289,12 @@ def check_space_change(
     Raises:
         StudyError: The space differs from the stored one and the change is not allowed.
     """
-    stored = study.user_attrs.get("space_fingerprint")
+    stored = study.user_attrs.get(SPACE_FINGERPRINT)
     if stored is None or stored == fingerprint(space):
         return
     change = (
         f"hydra.sweeper.params: study {study.study_name!r} was run with the search space "
-        f"{study.user_attrs.get('params')}, this sweep asks for {dict(texts)}"
+        f"{study.user_attrs.get(SPACE_TEXTS)}, this sweep asks for {dict(texts)}"
     )
     if not allowed:
         raise StudyError(
