@@ -37,13 +37,14 @@ from gnn_convergence.config import (
 )
 from gnn_convergence.dataset import load_or_simulate
 from gnn_convergence.model import ConnectivityGNN
+from gnn_convergence.outcome import Thresholds
 from gnn_convergence.run import evaluate, load_data, run, stack_data
 from gnn_convergence.simulation import centred_effective_rank, effective_rank
 from gnn_convergence.trainer import train
 
 CACHE = "/tmp/gc_cache"
 DATA_SEEDS = [100, 101, 102, 103, 104, 105]
-CONVERGED = 0.9
+CONVERGED = Thresholds().converged
 LR_W = [1e-3, 2e-3, 5e-3, 1e-2, 2e-2]
 LR = [1e-4, 5e-4, 1e-3]
 

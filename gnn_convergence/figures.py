@@ -12,11 +12,12 @@ from plotly.offline import get_plotlyjs, get_plotlyjs_version
 from plotly.subplots import make_subplots
 
 from gnn_convergence.files import write_atomic
+from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL
 from gnn_convergence.results import Recovery, SeedResult, TrainingCurve
 
 PLOTLY_JS = "plotly.min.js"
 
-CLASS_COLORS = {"converged": "#2ca02c", "partial": "#ff7f0e", "failed": "#d62728"}
+CLASS_COLORS = {CONVERGED: "#2ca02c", PARTIAL: "#ff7f0e", FAILED: "#d62728"}
 SEED_COLORS = qualitative.Plotly  # one color per seed in the curve panels
 
 

@@ -29,31 +29,41 @@ from gnn_convergence.outcome import CONVERGED, FAILED, PARTIAL, Thresholds, clas
 from gnn_convergence.results import METRICS
 from gnn_convergence.study.boundary_estimate import share_map
 from gnn_convergence.study.datasets import STATS, Dataset, StudyData
-from gnn_convergence.study.evidence import Run
+from gnn_convergence.study.evidence import HALF, Run
 from gnn_convergence.study.formats import grid_text, missing, short_text
 from gnn_convergence.study.records import column
 from gnn_convergence.study.replay import DEFAULT_THRESHOLDS, ProtocolState
 from gnn_convergence.study.space import Param, index_of, value_text
-from gnn_convergence.study.vocabulary import FINISHED_NAMES
+from gnn_convergence.study.vocabulary import (
+    ENQUEUED,
+    FINISHED_NAMES,
+    JUMP,
+    MOVE,
+    PROBE,
+    RETRY,
+    START,
+    VALIDATE,
+)
 
 PENDING_COLOR = "#9e9e9e"
 ROLE_SYMBOLS = {
-    "start": "star",
-    "jump": "star-diamond",
-    "move": "circle",
-    "retry": "square",
-    "validate": "diamond",
-    "probe": "triangle-up",
-    "enqueued": "cross",
+    START: "star",
+    JUMP: "star-diamond",
+    MOVE: "circle",
+    RETRY: "square",
+    VALIDATE: "diamond",
+    PROBE: "triangle-up",
+    ENQUEUED: "cross",
 }
 Y_FLOOR = -0.2  # connectivity_R2 below this is drawn at it (the hover gives the value)
 SPREAD = 0.3  # trials at one value spread over this fraction of a grid step
 ESTIMATE_NOTE = (
     "Dashed line: estimated working-region boundary. Each grid cell of this map holds the share "
     "of its finished runs that converged;<br>the line is where a Gaussian-kernel average of "
-    "those shares (bandwidth one grid step, log scale on log axes) is 0.5. Other parameters are "
-    "pooled;<br>no line where no trial lies within about two steps. Grey bars: boundaries found "
-    "by probing, where the convergence rate crosses 0.5,<br>at the probed config's other value. "
+    f"those shares (bandwidth one grid step, log scale on log axes) is {HALF:g}. Other "
+    "parameters are pooled;<br>no line where no trial lies within about two steps. Grey bars: "
+    f"boundaries found by probing, where the convergence rate crosses {HALF:g},<br>at the probed "
+    "config's other value. "
     "Open circles: robust configs (posterior of the per-run convergence rate, see the summary)."
 )
 
@@ -349,7 +359,7 @@ def _estimate_trace(
         showscale=False,
         hoverinfo="skip",
         colorscale=[[0, "black"], [1, "black"]],
-        contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "lines"},
+        contours={"start": HALF, "end": HALF, "size": 1, "coloring": "lines"},
         line={"width": 2, "dash": "dash"},
     )
 

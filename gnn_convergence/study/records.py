@@ -38,16 +38,22 @@ from gnn_convergence.study.vocabulary import (
     CHANGE,
     DATA_SEEDS,
     DECISION,
+    ENQUEUED,
     ERROR,
     FINISHED,
     FOLDER,
+    JUMP,
+    MOVE,
     PARENT,
     PER_SEED,
+    PROBE,
     REPORTED,
+    RETRY,
     ROLE,
     SEED_MODE,
     SEEDS,
     START,
+    VALIDATE,
     finite,
 )
 
@@ -79,13 +85,13 @@ TAIL_COLUMNS = (
 )
 MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 ROLE_NOTES = {
-    "start": "start config",
-    "jump": "jump: new walk",
-    "move": "move from trial {parent}",
-    "retry": "retry of trial {parent}",
-    "validate": "{change}",
-    "probe": "probe from trial {parent}",
-    "enqueued": "enqueued by hand",
+    START: "start config",
+    JUMP: "jump: new walk",
+    MOVE: "move from trial {parent}",
+    RETRY: "retry of trial {parent}",
+    VALIDATE: "{change}",
+    PROBE: "probe from trial {parent}",
+    ENQUEUED: "enqueued by hand",
 }
 
 
