@@ -129,6 +129,9 @@ def test_ranges_share_the_union_axes_and_colour_as_the_study_pages(stores) -> No
     )
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.ticktext[-1] == "0.02"
     assert list(fig.layout.yaxis.categoryarray) == ["chaotic_dale", "chaotic"]
+    # each parameter is named once, under its own row (no subplot title over the axis title)
+    assert [fig.layout[f"xaxis{i or ''}"].title.text for i in (0, 2, 3, 4)] == list(axes)
+    assert not fig.layout.annotations
     traces = {(t.name, t.xaxis): t for t in fig.data}
     assert traces[("inside", "x")].marker.color == CLASS_COLORS["converged"]
     assert traces[("transition", "x")].marker.color == CLASS_COLORS["partial"]

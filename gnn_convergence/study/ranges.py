@@ -147,9 +147,7 @@ def ranges_figure(
     """One subplot row per parameter on its shared axis (``axes``: the union grids, in the
     first study's order), one marker row per study: its grid values, the inside, transition
     and outside values around its recommended config, and the recommended value."""
-    fig = make_subplots(
-        rows=len(axes), cols=1, subplot_titles=[a.label for a in axes], vertical_spacing=0.08
-    )
+    fig = make_subplots(rows=len(axes), cols=1, vertical_spacing=0.5 / len(axes))
     for row, axis in enumerate(axes, start=1):
         traces = _row_traces(labels, states, axis)
         for trace in traces:
