@@ -53,10 +53,13 @@ from statistics import NormalDist
 
 import numpy as np
 
-from gnn_convergence.study.demo import DEFAULT_SPACE, SEED_START
+from gnn_convergence.study import demo
+from gnn_convergence.study.demo import SEED_START
 from gnn_convergence.study.space import parse_space, snap_index
 
-PARAMS = parse_space(DEFAULT_SPACE)
+# sampler_previous.py imports this module against the previous protocol's package (commit
+# a6313db), where the default space is named SEED_SPACE
+PARAMS = parse_space(getattr(demo, "DEFAULT_SPACE", None) or demo.SEED_SPACE)
 SIZES = tuple(len(p.values) for p in PARAMS)
 GRID = [tuple(int(i) for i in c) for c in np.ndindex(*SIZES)]
 START = tuple(snap_index(p, SEED_START[p.label]) for p in PARAMS)
