@@ -5,6 +5,9 @@ The search's trials become the package's evidence (``Run``, ``Visit``, ``Evidenc
 previous-protocol trial keeps its role (its validation and probe runs are fresh, its walk's
 runs are not); a TPE or random-search trial counts as a validation trial, since each has
 datasets of its own (its runs are fresh data, though the search picked its configs on them).
+The race's candidates are the configs judged inside, topped up to ``race_candidates`` with
+the search's best configs by mean connectivity_R2 (what a user of the search would pick from
+its trials): each of those first runs race round 0, which gives it fresh common runs.
 Then, while ``study_answer`` owes race rounds and the stage has trials left, the owed race
 trials run on the validation stream's common datasets (``race_datasets``), and the answer is
 read again. The recommendation, the robust labels and the bands are the package's.
@@ -59,6 +62,19 @@ def race_trial(world: World, config: Config, round_: int, number: int) -> TrialR
     return TrialRecord(number, RACE, config, seeds, list(data), values, round_)
 
 
+def best_searched(
+    records: list[TrialRecord], evidence: dict[Config, Evidence], k: int
+) -> list[Config]:
+    """The search's ``k`` best configs not judged inside, by the mean connectivity_R2 of their
+    runs (a diverged run counts 0), then by more runs."""
+    values: dict[Config, list[float]] = {}
+    for record in records:
+        values.setdefault(record.config, []).extend(v or 0.0 for v in record.values)
+    outside = [c for c in values if not evidence[c].inside]
+    outside.sort(key=lambda c: (-sum(values[c]) / len(values[c]), -len(values[c])))
+    return outside[: max(k, 0)]
+
+
 def answer_stage(
     world: World, records: list[TrialRecord], rule: Any, trials: int
 ) -> tuple[list[TrialRecord], Any, list[Config]]:
@@ -66,7 +82,12 @@ def answer_stage(
     answer, the configs labelled robust)."""
     records = list(records)
     number = max((r.number for r in records), default=-1) + 1
-    spent = 0
+    evidence = evidence_of(records, rule)
+    inside = sum(ev.inside for ev in evidence.values())
+    picked = best_searched(records, evidence, rule.race_candidates - inside)[:trials]
+    for i, config in enumerate(picked):
+        records.append(race_trial(world, config, 0, number + i))
+    number, spent = number + len(picked), len(picked)
     while True:
         evidence = evidence_of(records, rule)
         answer = study_answer(PARAMS, evidence, rule)
