@@ -36,6 +36,7 @@ from gnn_convergence.study.replay import (
 from gnn_convergence.study.space import Param, value_text
 from gnn_convergence.study.vocabulary import (
     CHANGE,
+    CONFIG,
     DATA_SEEDS,
     DECISION,
     ENQUEUED,
@@ -287,7 +288,7 @@ def _config_note(trial: FrozenTrial, state: ProtocolState | None) -> str:
     decision = trial.system_attrs.get(DECISION)
     if state is None or not isinstance(decision, Mapping):
         return ""
-    config = tuple(decision.get("config", ()))
+    config = tuple(decision.get(CONFIG, ()))
     ev = state.evidence.get(config)
     if ev is None:
         return ""

@@ -27,12 +27,19 @@ from gnn_convergence.study.evidence import (
 )
 from gnn_convergence.study.space import Param, fingerprint
 from gnn_convergence.study.vocabulary import (
+    CONFIG,
+    DATA_SEEDS,
     DECISION,
     ENQUEUED,
+    FINGERPRINT,
     JUMP,
     MOVE,
+    ON_GRID,
+    PARENT,
     PER_SEED,
     REPORTED,
+    ROLE,
+    ROUND,
     START,
     finite,
 )
@@ -146,24 +153,24 @@ def protocol_state(
 
 def _visit(trial: FrozenTrial, space: str, thresholds: Thresholds) -> Visit | None:
     decision = trial.system_attrs.get(DECISION)
-    if not isinstance(decision, Mapping) or decision.get("fingerprint") != space:
+    if not isinstance(decision, Mapping) or decision.get(FINGERPRINT) != space:
         return None
-    if not decision.get("on_grid", True) or trial.state == TrialState.WAITING:
+    if not decision.get(ON_GRID, True) or trial.state == TrialState.WAITING:
         return None
-    planned = decision.get("data_seeds")
+    planned = decision.get(DATA_SEEDS)
     data_seeds = tuple(int(s) for s in planned) if isinstance(planned, list) else None
     pending = trial.state == TrialState.RUNNING
     killed = trial.state == TrialState.FAIL and trial.user_attrs.get(REPORTED) is False
-    role = decision["role"]
+    role = decision[ROLE]
     return Visit(
         number=trial.number,
         role=role,
-        config=tuple(int(i) for i in decision["config"]),
-        parent=decision.get("parent"),
+        config=tuple(int(i) for i in decision[CONFIG]),
+        parent=decision.get(PARENT),
         data_seeds=data_seeds,
         runs=() if pending or killed else _runs(trial, role, data_seeds, thresholds),
         pending=pending,
-        round=decision.get("round"),
+        round=decision.get(ROUND),
     )
 
 

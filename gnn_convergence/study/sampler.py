@@ -40,16 +40,20 @@ from gnn_convergence.study.seeding import (
 from gnn_convergence.study.space import Param, fingerprint, index_of, snap_index, value_text
 from gnn_convergence.study.vocabulary import (
     CHANGE,
+    CONFIG,
     DATA_SEEDS,
     DECISION,
     ENQUEUED,
+    FINGERPRINT,
     JUMP,
     MOVE,
+    ON_GRID,
     PARENT,
     PROBE,
     RACE,
     RETRY,
     ROLE,
+    ROUND,
     SEEDS,
     START,
     VALIDATE,
@@ -160,9 +164,9 @@ class ProtocolSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
         decision = study._storage.get_trial_system_attrs(trial._trial_id).get(DECISION)
-        if not isinstance(decision, Mapping) or decision.get("fingerprint") != self._fingerprint:
+        if not isinstance(decision, Mapping) or decision.get(FINGERPRINT) != self._fingerprint:
             return {}
-        values = zip(self._params, decision["config"], strict=True)
+        values = zip(self._params, decision[CONFIG], strict=True)
         return {p.name: p.values[i] for p, i in values if p.name in search_space}
 
     def sample_independent(
@@ -226,13 +230,13 @@ class ProtocolSampler(BaseSampler):
         for key, value in user.items():
             storage.set_trial_user_attr(trial_id, key, value)
         attr = {
-            "role": decision.role,
-            "config": list(decision.config),
-            "parent": decision.parent,
-            "data_seeds": data_seeds,
-            "fingerprint": self._fingerprint,
-            "on_grid": on_grid,
-            "round": decision.round,
+            ROLE: decision.role,
+            CONFIG: list(decision.config),
+            PARENT: decision.parent,
+            DATA_SEEDS: data_seeds,
+            FINGERPRINT: self._fingerprint,
+            ON_GRID: on_grid,
+            ROUND: decision.round,
         }
         storage.set_trial_system_attr(trial_id, DECISION, attr)
         for key, value in user.items():

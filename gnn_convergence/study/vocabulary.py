@@ -12,8 +12,10 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-# The decision a trial runs (system attribute, written by the sampler)
+# The decision a trial runs (system attribute, written by the sampler): a dict with ROLE,
+# PARENT and DATA_SEEDS below and these keys
 DECISION = "protocol:decision"
+CONFIG, FINGERPRINT, ON_GRID, ROUND = "config", "fingerprint", "on_grid", "round"
 # User attributes: the sampler's decision, as shown in optuna-dashboard
 ROLE, PARENT, CHANGE = "role", "parent", "change"
 SEEDS, DATA_SEEDS = "seeds", "data_seeds"
