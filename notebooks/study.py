@@ -28,9 +28,10 @@ import optuna
 import plotly.io as pio
 
 from gnn_convergence.study import pages
+from gnn_convergence.study.answer_report import summary_tables
 from gnn_convergence.study.datasets import study_data
 from gnn_convergence.study.demo import demo_study
-from gnn_convergence.study.records import summary_tables, trials_frame
+from gnn_convergence.study.records import trials_frame
 from gnn_convergence.study.replay import protocol_state
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

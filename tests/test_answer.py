@@ -6,10 +6,10 @@ from dataclasses import replace
 
 from gnn_convergence.outcome import CONVERGED, FAILED
 from gnn_convergence.study.answer import Cut, Probe, RaceRun, regions, study_answer
+from gnn_convergence.study.answer_report import answer_record, answer_text, summary_tables
 from gnn_convergence.study.datasets import Dataset, separation
 from gnn_convergence.study.demo import DEFAULT_SPACE
 from gnn_convergence.study.evidence import Evidence, RobustRule, Run, Visit, sign_test
-from gnn_convergence.study.records import answer_record, answer_text, summary_tables
 from gnn_convergence.study.replay import ProtocolState
 from gnn_convergence.study.space import parse_space
 

@@ -17,11 +17,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from gnn_convergence.compare import main
 from gnn_convergence.figures import CLASS_COLORS, PLOTLY_JS
 from gnn_convergence.study import maps
+from gnn_convergence.study.answer_report import config_text
 from gnn_convergence.study.comparison import load_studies, shared_axes, study_simulation
 from gnn_convergence.study.demo import DEFAULT_SPACE, demo_study
 from gnn_convergence.study.pages import load_study, record_folder, study_params
 from gnn_convergence.study.ranges import operating_range, ranges_figure, union_param
-from gnn_convergence.study.records import config_text
 from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.space import Param, value_text
 

@@ -19,12 +19,12 @@ from gnn_convergence.study.records import (
     ANALYSIS_MD,
     ANSWER_JSON,
     TRIALS_CSV,
-    iteration_entry,
     trials_frame,
     write_records,
 )
 from gnn_convergence.study.sampler import ProtocolSampler
 from gnn_convergence.study.space import index_of, parse_space
+from gnn_convergence.study.study_log import iteration_entry
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

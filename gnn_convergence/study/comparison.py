@@ -21,6 +21,8 @@ import yaml
 
 from gnn_convergence.figures import write_plotlyjs
 from gnn_convergence.files import write_atomic
+from gnn_convergence.study.answer_report import config_text, hard_share
+from gnn_convergence.study.formats import markdown_table, markdown_text
 from gnn_convergence.study.pages import (
     load_study,
     page,
@@ -30,12 +32,6 @@ from gnn_convergence.study.pages import (
     study_thresholds,
 )
 from gnn_convergence.study.ranges import operating_range, range_text, ranges_figure, union_param
-from gnn_convergence.study.records import (
-    config_text,
-    hard_share,
-    markdown_table,
-    markdown_text,
-)
 from gnn_convergence.study.replay import ProtocolState, protocol_state
 from gnn_convergence.study.space import Param, value_text
 from gnn_convergence.study.storage import reading, safe_url

@@ -7,6 +7,8 @@ a caller names another default. The trainer's log lines keep their own format.
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ from gnn_convergence.study.space import value_text
 from gnn_convergence.study.vocabulary import finite
 
 MISSING = "-"
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
 
 
 def missing(value: Any) -> bool:
@@ -54,3 +57,18 @@ def markdown_cell(value: Any) -> str:
 def html_float(value: float) -> str:
     """A float cell of report.html's tables: 4 decimals."""
     return f"{value:.4f}"
+
+
+def markdown_text(text: str) -> str:
+    """``text`` as literal Markdown on one line: HTML specials as entities, Markdown punctuation
+    backslash-escaped."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(" ".join(text.split()), quote=False))
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table, cells as :func:`~gnn_convergence.study.formats.markdown_cell` writes them."""
+    cells = [[markdown_cell(v) for v in row] for row in table.values]
+    lines = ["| " + " | ".join(map(str, table.columns)) + " |"]
+    lines.append("|" + "---|" * len(table.columns))
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)

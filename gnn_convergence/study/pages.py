@@ -25,17 +25,19 @@ from gnn_convergence.figures import PLOTLY_JS, write_plotlyjs
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
 from gnn_convergence.study import maps
+from gnn_convergence.study.answer_report import (
+    answer_text,
+    data_lines,
+    data_table,
+    summary_tables,
+)
 from gnn_convergence.study.datasets import StudyData
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.formats import grid_text, html_float
 from gnn_convergence.study.records import (
     ANALYSIS_MD,
     TRIALS_CSV,
-    answer_text,
     column,
-    data_lines,
-    data_table,
-    summary_tables,
     write_records,
 )
 from gnn_convergence.study.replay import DEFAULT_RULE, DEFAULT_THRESHOLDS, ProtocolState

@@ -29,9 +29,9 @@ from gnn_convergence.artifacts import json_safe
 from gnn_convergence.config import check_grid, to_run_config
 from gnn_convergence.files import write_atomic
 from gnn_convergence.outcome import Thresholds
+from gnn_convergence.study.answer_report import recommended_command
 from gnn_convergence.study.evidence import RobustRule
 from gnn_convergence.study.pages import record_folder, write_study
-from gnn_convergence.study.records import recommended_command
 from gnn_convergence.study.replay import protocol_state
 from gnn_convergence.study.seeding import check_seeding
 from gnn_convergence.study.space import (
