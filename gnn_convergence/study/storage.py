@@ -7,6 +7,7 @@ written: libpq, which psycopg uses, reads the password from PGPASSWORD or ~/.pgp
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import time
 import warnings
@@ -20,7 +21,8 @@ from hydra.errors import CompactHydraException
 from sqlalchemy.engine import make_url
 
 SWEEPER_KEY = "hydra.sweeper.storage"
-RACE_WAIT_S = 2.0  # before opening again a storage that another process was creating
+RACE_WAIT_S = 2.0  # at least, before opening again a storage that another process was creating
+RACE_TRIES = 3  # waits before the last try
 RACE_HINT = (
     "another worker is creating the same storage: start one first (see slurm/workers.sbatch "
     "or lsf/workers.bsub) or retry"
@@ -130,13 +132,15 @@ def storage_error(url: str, key: str, err: Exception, doing: str = "open") -> St
 
 
 def _open(url: str, key: str, **kwargs: int) -> optuna.storages.RDBStorage:
-    """Open the storage; when another process is creating it, wait and open it once more."""
-    try:
-        return _rdb_storage(url, **kwargs)
-    except Exception as err:  # driver missing, server down, bad credentials, damaged file
-        if not _is_creation_race(err):
-            raise storage_error(url, key, err) from err
-    time.sleep(RACE_WAIT_S)
+    """Open the storage; while another process is creating it, wait a random while (so that
+    racing processes part) and open it again, up to ``RACE_TRIES`` times."""
+    for _ in range(RACE_TRIES):
+        try:
+            return _rdb_storage(url, **kwargs)
+        except Exception as err:  # driver missing, server down, bad credentials, damaged file
+            if not _is_creation_race(err):
+                raise storage_error(url, key, err) from err
+        time.sleep(RACE_WAIT_S * (1.0 + random.random()))
     try:
         return _rdb_storage(url, **kwargs)
     except Exception as err:
