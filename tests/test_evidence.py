@@ -7,15 +7,21 @@ import math
 import numpy as np
 import pytest
 
+from gnn_convergence.outcome import CONVERGED
 from gnn_convergence.study.evidence import (
     NOT_ROBUST,
     PENDING,
     ROBUST,
     UNDECIDED,
+    Evidence,
     RobustRule,
+    Run,
+    Visit,
+    better,
     lower_bound,
     posterior_mean,
     prob_above,
+    tied,
 )
 
 
@@ -74,3 +80,29 @@ def test_the_rule_decides_both_ways_and_waits_in_between() -> None:
 def test_bad_rules_name_the_key_and_the_range(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RobustRule(**kwargs)
+
+
+def evidence_of(values: list[float]) -> Evidence:
+    """A config's evidence: one walk trial with one run per dataset 0, 1, 2..."""
+    runs = tuple(
+        Run(0, "move", i, i, v, CONVERGED if v >= 0.9 else "partial") for i, v in enumerate(values)
+    )
+    return Evidence((Visit(0, "move", (0,), None, None, runs, False),), RobustRule())
+
+
+def test_near_one_a_config_with_a_third_of_the_error_beats_its_parent() -> None:
+    """Measured on the Dale problem's panel (lr_W 2e-3 and 5e-3 at batch 8): both converge and
+    connectivity_R2 differs by 0.043, within TIE, but 1 - R2 is 50 times smaller."""
+    edge, inner = evidence_of([0.9697, 0.9418, 0.9573]), evidence_of([0.9994, 0.9991, 0.9995])
+    assert better(inner, edge) and not better(edge, inner) and not tied(inner, edge)
+
+
+def test_configs_within_a_factor_three_of_error_near_one_are_tied() -> None:
+    """Measured on the default problem's panel (lr_W 2e-3 and 5e-3): 0.38 decades apart."""
+    a, b = evidence_of([0.9175, 1.0, 1.0]), evidence_of([0.9949, 0.9999, 0.9999])
+    assert tied(a, b) and not better(a, b) and not better(b, a)
+
+
+def test_far_from_one_the_connectivity_R2_difference_decides() -> None:
+    low, high = evidence_of([0.3, 0.35, 0.4]), evidence_of([0.4, 0.45, 0.5])
+    assert better(high, low) and not better(low, high)

@@ -18,6 +18,8 @@ from gnn_convergence.study.vocabulary import PROBE, RACE, VALIDATE
 
 FRESH_ROLES = (VALIDATE, PROBE, RACE)  # roles whose runs are on datasets no walk chose
 TIE = 0.05  # paired mean difference of connectivity_R2 within which two configs are tied
+TIE_NINES = 0.5  # ... and of nines, -log10(1 - connectivity_R2): a factor 3 in 1 - R2
+NINES_FLOOR = 1e-4  # 1 - connectivity_R2 below this counts as this: 4 nines at most
 HALF = 0.5  # the convergence rate at which a boundary lies
 ROBUST, NOT_ROBUST, UNDECIDED, PENDING = "robust", "not robust", "undecided", "pending"
 
@@ -280,10 +282,10 @@ class Evidence:
         return out
 
 
-def paired(a: Evidence, b: Evidence) -> tuple[float, float] | None:
-    """(converged difference, mean connectivity_R2 difference) of a over b on their shared
-    datasets, per dataset averaged over its runs; on all runs when they share none. None when
-    either has no finished run."""
+def paired(a: Evidence, b: Evidence) -> tuple[float, float, float] | None:
+    """(converged difference, mean connectivity_R2 difference, mean nines difference) of a over
+    b on their shared datasets, per dataset averaged over its runs; on all runs when they share
+    none. None when either has no finished run."""
     runs_a, runs_b = a.by_data(), b.by_data()
     if not runs_a or not runs_b:
         return None
@@ -294,23 +296,34 @@ def paired(a: Evidence, b: Evidence) -> tuple[float, float] | None:
         pairs = [(list(a.runs), list(b.runs))]
     conv = sum(_share(ra) - _share(rb) for ra, rb in pairs)
     mean = sum(_mean(ra) - _mean(rb) for ra, rb in pairs) / len(pairs)
-    return conv, mean
+    nines = sum(_nines(ra) - _nines(rb) for ra, rb in pairs) / len(pairs)
+    return conv, mean, nines
 
 
 def better(a: Evidence, b: Evidence) -> bool:
-    """Whether a beats b: more converged on shared data, else a paired mean higher by more
-    than TIE (smaller differences are within the spread of runs on the same data)."""
+    """Whether a beats b: more converged on shared data, else a paired mean higher by TIE in
+    connectivity_R2 or by TIE_NINES in nines (near 1, where R2 differences are small but a
+    third of the error is more room on fresh data), and lower by neither."""
     diff = paired(a, b)
     if diff is None:
         return False
-    conv, mean = diff
-    return conv > 1e-9 or (abs(conv) <= 1e-9 and mean >= TIE)
+    conv, mean, nines = diff
+    if abs(conv) > 1e-9:
+        return conv > 0
+    ahead = mean >= TIE or nines >= TIE_NINES
+    behind = mean <= -TIE or nines <= -TIE_NINES
+    return ahead and not behind
 
 
 def tied(a: Evidence, b: Evidence) -> bool:
     """Whether the paired comparison cannot tell a from b."""
     diff = paired(a, b)
-    return diff is not None and abs(diff[0]) <= 1e-9 and abs(diff[1]) < TIE
+    return (
+        diff is not None
+        and abs(diff[0]) <= 1e-9
+        and abs(diff[1]) < TIE
+        and abs(diff[2]) < TIE_NINES
+    )
 
 
 def discordant(a: Sequence[Run], b: Sequence[Run]) -> tuple[int, int]:
@@ -338,3 +351,7 @@ def _share(runs: Sequence[Run]) -> float:
 
 def _mean(runs: Sequence[Run]) -> float:
     return sum(r.value or 0.0 for r in runs) / len(runs)
+
+
+def _nines(runs: Sequence[Run]) -> float:
+    return sum(-math.log10(max(1.0 - (r.value or 0.0), NINES_FLOOR)) for r in runs) / len(runs)
