@@ -70,9 +70,9 @@ def best_searched(
     values: dict[Config, list[float]] = {}
     for record in records:
         values.setdefault(record.config, []).extend(v or 0.0 for v in record.values)
-    outside = [c for c in values if not evidence[c].inside]
-    outside.sort(key=lambda c: (-sum(values[c]) / len(values[c]), -len(values[c])))
-    return outside[: max(k, 0)]
+    not_inside = [c for c in values if not evidence[c].inside]
+    not_inside.sort(key=lambda c: (-sum(values[c]) / len(values[c]), -len(values[c])))
+    return not_inside[: max(k, 0)]
 
 
 def answer_stage(

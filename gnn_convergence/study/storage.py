@@ -134,17 +134,15 @@ def storage_error(url: str, key: str, err: Exception, doing: str = "open") -> St
 def _open(url: str, key: str, **kwargs: int) -> optuna.storages.RDBStorage:
     """Open the storage; while another process is creating it, wait a random while (so that
     racing processes part) and open it again, up to ``RACE_TRIES`` times."""
-    for _ in range(RACE_TRIES):
+    retries = 0
+    while True:
         try:
             return _rdb_storage(url, **kwargs)
         except Exception as err:  # driver missing, server down, bad credentials, damaged file
-            if not _is_creation_race(err):
+            if retries == RACE_TRIES or not _is_creation_race(err):
                 raise storage_error(url, key, err) from err
+        retries += 1
         time.sleep(RACE_WAIT_S * (1.0 + random.random()))
-    try:
-        return _rdb_storage(url, **kwargs)
-    except Exception as err:
-        raise storage_error(url, key, err) from err
 
 
 def _rdb_storage(url: str, **kwargs: int) -> optuna.storages.RDBStorage:
