@@ -667,6 +667,26 @@ def test_a_batch_climbs_and_validates_together() -> None:
     assert set(walk[0].user_attrs["data_seeds"]).isdisjoint(third[1].user_attrs["data_seeds"])
 
 
+def test_a_batch_validates_as_often_as_the_best_case_still_needs() -> None:
+    """Four at a time from a converging start, the third batch asks the last neighbour, then
+    validates the start twice on different fresh data (3 of 3 would still be undecided at
+    level 0.6 and credibility 0.9, 6 of 6 would not), and then jumps; once both report 6 of 6
+    the start is robust."""
+    study = optuna.create_study(
+        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
+    )
+    world = World()
+    for _ in range(3):
+        trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(4)]
+        for trial in trials:
+            study.tell(trial, world(trial))
+    third = study.trials[8:12]
+    assert [decision(t)[0] for t in third] == ["move", "validate", "validate", "jump"]
+    first, second = (set(t.user_attrs["data_seeds"]) for t in third[1:3])
+    assert first.isdisjoint(second)
+    assert state_of(study).evidence[INSIDE_CONFIG].verdict == ROBUST
+
+
 def test_a_killed_start_keeps_its_walk_and_is_rerun_on_its_panel() -> None:
     """Another worker moved from a start whose worker then died: the start is run again on
     the same panel and the moves stay in its walk."""

@@ -152,15 +152,25 @@ def _promising(ev: Evidence, rule: RobustRule) -> bool:
 def _needs_validation(state: ProtocolState, walk: Walk, config: Config, patience: int) -> bool:
     """Validate a promising config once the walk has climbed to it (no one-step neighbour
     beats it on the panel, and every neighbour has run or is running, or the walk is over),
-    and keep validating while undecided, up to max_runs fresh runs."""
+    and keep validating while undecided, up to max_runs fresh runs. Trials asked in parallel
+    validate again while even every running validation run converging would leave it
+    undecided."""
     ev = state.evidence.get(config)
-    if ev is None or ev.pending or not ev.n:
+    if ev is None or not ev.n:
         return False
-    if ev.verdict != UNDECIDED or (ev.validated and ev.n >= state.rule.max_runs):
+    running = [v for v in ev.visits if v.pending]
+    if any(v.role != VALIDATE for v in running):
         return False
-    if ev.validated:
-        return True
-    return _promising(ev, state.rule) and _climbed(state, walk, config, patience)
+    ahead = sum(len(v.data_seeds or ()) for v in running)
+    fresh = len(ev.fresh) + ahead
+    if not fresh:
+        return (
+            ev.verdict == UNDECIDED
+            and _promising(ev, state.rule)
+            and _climbed(state, walk, config, patience)
+        )
+    best = state.rule.verdict(sum(r.converged for r in ev.fresh) + ahead, fresh)
+    return best == UNDECIDED and fresh < state.rule.max_runs
 
 
 def _climbed(state: ProtocolState, walk: Walk, config: Config, patience: int) -> bool:
