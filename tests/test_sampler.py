@@ -535,6 +535,20 @@ def test_protocol_state_evidence_walks_and_paired_incumbent() -> None:
     assert state.values(a)["training.batch_size"] == 8 and state.config_of(1) == b
 
 
+def test_a_config_failing_its_fresh_runs_is_validated_one_trial_at_a_time() -> None:
+    """1 of 3 fresh runs converged and a validation is running: another would only pay if
+    that one converged in every run, so none is asked beside it."""
+    a = INSIDE_CONFIG
+    trials = [
+        fake(0, "start", a, [(i, i, 0.95) for i in range(3)]),
+        fake(1, "validate", a, [(3, 30, 0.95), (4, 31, 0.5), (5, 32, 0.5)], parent=0),
+        fake(2, "validate", a, [(6, 33, 0.95)] * 3, parent=0, state=TrialState.RUNNING),
+    ]
+    state = protocol_state(trials, PARAMS)
+    assert state.evidence[a].verdict == UNDECIDED
+    assert all(d.role != "validate" for d in _owed(state, "undecided", 8))
+
+
 def test_path_probes_between_two_regions_come_after_the_bands_probes() -> None:
     """Region 1 is A (run first), region 2 is Z (recommended: more fresh runs). The path from
     A toward Z changes lr_W first; its first point is owed after the race and the 8 probes of

@@ -153,13 +153,15 @@ def _needs_validation(state: ProtocolState, walk: Walk, config: Config, patience
     """Validate a promising config once the walk has climbed to it (no one-step neighbour
     beats it on the panel, and every neighbour has run or is running, or the walk is over),
     and keep validating while undecided, up to max_runs fresh runs. Trials asked in parallel
-    validate again while even every running validation run converging would leave it
-    undecided."""
+    validate a promising config again while even every running validation run converging
+    would leave it undecided."""
     ev = state.evidence.get(config)
     if ev is None or not ev.n:
         return False
     running = [v for v in ev.visits if v.pending]
     if any(v.role != VALIDATE for v in running):
+        return False
+    if running and not _promising(ev, state.rule):
         return False
     ahead = sum(len(v.data_seeds or ()) for v in running)
     fresh = len(ev.fresh) + ahead
