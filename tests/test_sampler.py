@@ -627,11 +627,9 @@ def test_bad_settings_are_refused_with_the_key(kwargs: dict, message: str) -> No
         ProtocolSampler(PARAMS, **kwargs)
 
 
-def batch_study(n_batches: int, size: int) -> optuna.Study:
+def batch_study(n_batches: int, size: int, start: dict = OUTSIDE) -> optuna.Study:
     """Ask ``size`` trials before telling any, as the sweeper does with n_jobs = size."""
-    study = optuna.create_study(
-        sampler=ProtocolSampler(PARAMS, start=OUTSIDE), direction="maximize"
-    )
+    study = optuna.create_study(sampler=ProtocolSampler(PARAMS, start=start), direction="maximize")
     world = World()
     for _ in range(n_batches):
         trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(size)]
@@ -660,14 +658,7 @@ def test_a_batch_climbs_and_validates_together() -> None:
     """Asked four at a time from a converging start: the start and its eight one-step
     neighbours on its panel; the batch that asks the last neighbour also validates the start
     on fresh data, since no finished neighbour beats it and the rest are running."""
-    study = optuna.create_study(
-        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
-    )
-    world = World()
-    for _ in range(3):
-        trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(4)]
-        for trial in trials:
-            study.tell(trial, world(trial))
+    study = batch_study(3, 4, start=INSIDE)
     walk, third = study.trials[:9], study.trials[8:12]
     assert [decision(t)[0] for t in walk] == ["start"] + ["move"] * 8
     for trial in walk[1:]:
@@ -686,14 +677,7 @@ def test_a_batch_validates_as_often_as_the_best_case_still_needs() -> None:
     validates the start twice on different fresh data (3 of 3 would still be undecided at
     level 0.6 and credibility 0.9, 6 of 6 would not), and then jumps; once both report 6 of 6
     the start is robust."""
-    study = optuna.create_study(
-        sampler=ProtocolSampler(PARAMS, start=INSIDE), direction="maximize"
-    )
-    world = World()
-    for _ in range(3):
-        trials = [study.ask({p.name: p.distribution for p in PARAMS}) for _ in range(4)]
-        for trial in trials:
-            study.tell(trial, world(trial))
+    study = batch_study(3, 4, start=INSIDE)
     third = study.trials[8:12]
     assert [decision(t)[0] for t in third] == ["move", "validate", "validate", "jump"]
     first, second = (set(t.user_attrs["data_seeds"]) for t in third[1:3])
